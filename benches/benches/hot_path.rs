@@ -1,0 +1,60 @@
+//! The allocator hot path: memsentry against raw jemalloc, in the same run, by calling
+//! both `GlobalAlloc` implementations directly on the same workload.
+//!
+//! The workload is `memsentry_benches::Ring` (an alloc/free mix with about 1,000 live
+//! blocks). Variants:
+//!
+//! - `jemalloc`: `tikv_jemallocator::Jemalloc` itself;
+//! - `memsentry`: `MemSentry::new()` with bookkeeping on;
+//! - `memsentry_off`: the same with bookkeeping switched off (`set_enabled(false)`).
+//!
+//! Each runs on 1 thread (`mix_1t`) and on 2 threads at once (`mix_2t`, each thread with
+//! its own ring; the time is the slower thread's, per operation of one thread).
+//! `scripts/bench-ratios.py` turns criterion's medians into the ratios in BENCHMARKS.md.
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use memsentry::MemSentry;
+use memsentry_benches::{OPS, timed};
+use tikv_jemallocator::Jemalloc;
+
+fn bench_mix(c: &mut Criterion, threads: usize) {
+    let mut group = c.benchmark_group(format!("mix_{threads}t"));
+    group.throughput(criterion::Throughput::Elements(OPS as u64));
+    group.bench_function("jemalloc", |b| {
+        b.iter_custom(|iters| timed(&Jemalloc, threads, iters))
+    });
+    group.bench_function("memsentry", |b| {
+        memsentry::set_enabled(true);
+        b.iter_custom(|iters| timed(&MemSentry::new(), threads, iters))
+    });
+    group.bench_function("memsentry_off", |b| {
+        memsentry::set_enabled(false);
+        b.iter_custom(|iters| timed(&MemSentry::new(), threads, iters));
+        memsentry::set_enabled(true);
+    });
+    group.finish();
+}
+
+fn mix_1t(c: &mut Criterion) {
+    bench_mix(c, 1);
+}
+
+fn mix_2t(c: &mut Criterion) {
+    bench_mix(c, 2);
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(40)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = mix_1t, mix_2t
+}
+criterion_main!(benches);

@@ -1,0 +1,43 @@
+//! Runs the benchmark mix once, for instruction counts under callgrind (which are exact and
+//! repeatable, unlike times on a noisy machine):
+//!
+//! ```text
+//! cargo build --release -p memsentry-benches --example mix
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/mix memsentry 1000000
+//! ```
+//!
+//! Variants: `jemalloc`, `memsentry`, `memsentry_off`.
+
+use std::process::ExitCode;
+
+use memsentry::MemSentry;
+use memsentry_benches::Ring;
+use tikv_jemallocator::Jemalloc;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(variant), Some(ops)) = (args.first(), args.get(1).and_then(|n| n.parse().ok()))
+    else {
+        eprintln!("usage: mix jemalloc|memsentry|memsentry_off OPS");
+        return ExitCode::from(2);
+    };
+    match variant.as_str() {
+        "jemalloc" => run(&Jemalloc, ops),
+        "memsentry" => run(&MemSentry::new(), ops),
+        "memsentry_off" => {
+            memsentry::set_enabled(false);
+            run(&MemSentry::new(), ops);
+        }
+        other => {
+            eprintln!("mix: unknown variant {other:?}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run<A: std::alloc::GlobalAlloc>(allocator: &A, ops: usize) {
+    let mut ring = Ring::new(allocator, 0x1234_5678);
+    ring.run(allocator, ops);
+    ring.free_all(allocator);
+}

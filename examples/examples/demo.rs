@@ -1,0 +1,217 @@
+//! The memsentry demo: a small service-like workload with memsentry as the global
+//! allocator, reporting its heap every second.
+//!
+//! ```text
+//! cargo run --release --example demo              # 15 seconds
+//! cargo run --release --example demo -- --seconds 60
+//! ```
+//!
+//! Three kinds of work run on their own threads, as in a real service:
+//! - request handlers: short-lived allocations (parsing, building responses), high churn;
+//! - a cache: long-lived entries, replaced over time, bounded;
+//! - a slow leak: session buffers that are kept forever (`leak_session_buffers`).
+//!
+//! Every second it prints live bytes, the allocation rate, the process's resident set and
+//! internal fragmentation; at the end, the per-size-class table.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use memsentry::{Bytes, MemSentry};
+
+#[global_allocator]
+static GLOBAL: MemSentry = MemSentry::new();
+
+const USAGE: &str = "usage: demo [--seconds N]\n\n  --seconds N   how long to run (default 15)";
+
+fn main() -> ExitCode {
+    let seconds = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(seconds)) => seconds,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("demo: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "memsentry demo: {seconds} s of a request/cache/leak workload (bookkeeping {})",
+        if memsentry::is_enabled() { "on" } else { "off" }
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let leaked = Arc::new(Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for handler in 0..2 {
+        let stop = Arc::clone(&stop);
+        workers.push(std::thread::spawn(move || handle_requests(handler, &stop)));
+    }
+    {
+        let stop = Arc::clone(&stop);
+        workers.push(std::thread::spawn(move || run_cache(&stop)));
+    }
+    {
+        let (stop, leaked) = (Arc::clone(&stop), Arc::clone(&leaked));
+        workers.push(std::thread::spawn(move || {
+            leak_session_buffers(&stop, &leaked)
+        }));
+    }
+
+    let start = Instant::now();
+    let mut previous = memsentry::snapshot();
+    for second in 1..=seconds {
+        // Sleep until the next whole second since the start, so the lines stay on time.
+        let next = start + Duration::from_secs(second);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let now = memsentry::snapshot();
+        let delta = now.delta(&previous);
+        println!(
+            "{second:>4}s  live {:>10}  alloc {:>10}/s ({:>8.0} allocs/s)  resident {:>10}  frag {:>5.1}%",
+            Bytes(now.totals.live_bytes()),
+            Bytes(delta.allocated_bytes_per_sec() as u64),
+            delta.allocations_per_sec(),
+            now.resident_bytes
+                .map_or_else(|| "n/a".to_owned(), |rss| Bytes(rss).to_string()),
+            now.totals.fragmentation_ratio() * 100.0,
+        );
+        previous = now;
+    }
+
+    // The final table, taken while the cache and the leak are still alive.
+    let last = memsentry::snapshot();
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        if worker.join().is_err() {
+            eprintln!("demo: a worker thread panicked");
+            return ExitCode::FAILURE;
+        }
+    }
+    let leaked_bytes: usize = leaked
+        .lock()
+        .map(|buffers| buffers.iter().map(Vec::len).sum())
+        .unwrap_or(0);
+    println!(
+        "\nleaked on purpose by leak_session_buffers: {}\n",
+        Bytes(leaked_bytes as u64)
+    );
+    println!("{last}");
+    ExitCode::SUCCESS
+}
+
+/// `Ok(Some(seconds))`, `Ok(None)` for `--help`, or an error message.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<u64>, String> {
+    let mut seconds = 15;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let value = args.next().ok_or("--seconds needs a value")?;
+                seconds = value
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| format!("--seconds: {value:?} is not a positive integer"))?;
+            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(seconds))
+}
+
+/// A tiny deterministic generator, so the workload needs no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> usize {
+        usize::try_from(self.next() % n).unwrap_or(0)
+    }
+}
+
+/// Request handling: parse a request into a map, build a response, drop both.
+fn handle_requests(handler: u64, stop: &AtomicBool) {
+    let mut rng = Rng(0x9e37_79b9 + handler);
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..50 {
+            let fields = 4 + rng.below(12);
+            let request: HashMap<String, String> = (0..fields)
+                .map(|i| (format!("header-{i}"), "x".repeat(8 + rng.below(120))))
+                .collect();
+            let mut response = Vec::with_capacity(256);
+            for (name, value) in &request {
+                response.extend_from_slice(name.as_bytes());
+                response.extend_from_slice(value.as_bytes());
+            }
+            if rng.below(20) == 0 {
+                // Now and then a large body.
+                response.resize(16 * 1024 + rng.below(48 * 1024), b'.');
+            }
+            std::hint::black_box(&response);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A bounded cache whose entries live for a while before being replaced.
+fn run_cache(stop: &AtomicBool) {
+    let mut rng = Rng(0x5eed);
+    let mut cache: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        for _ in 0..100 {
+            let key = rng.below(5_000);
+            cache.insert(key, vec![0u8; 64 + rng.below(2_000)]);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The leak: every 100 ms a session buffer is stored and never released.
+fn leak_session_buffers(stop: &AtomicBool, leaked: &Mutex<Vec<Vec<u8>>>) {
+    let mut rng = Rng(0x1ea4);
+    while !stop.load(Ordering::Relaxed) {
+        let buffer = vec![7u8; 16 * 1024 + rng.below(32 * 1024)];
+        if let Ok(mut buffers) = leaked.lock() {
+            buffers.push(buffer);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn parse(args: &[&str]) -> Result<Option<u64>, String> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse(&[]), Ok(Some(15)));
+        assert_eq!(parse(&["--seconds", "3"]), Ok(Some(3)));
+        assert_eq!(parse(&["--help"]), Ok(None));
+        assert!(parse(&["--seconds"]).unwrap_err().contains("needs a value"));
+        assert!(
+            parse(&["--seconds", "0"])
+                .unwrap_err()
+                .contains("not a positive")
+        );
+        assert!(
+            parse(&["--seconds", "x"])
+                .unwrap_err()
+                .contains("not a positive")
+        );
+        assert!(parse(&["--fast"]).unwrap_err().contains("unknown argument"));
+    }
+}

@@ -1,0 +1,80 @@
+//! **[H]** `MEMSENTRY*` environment variables: names, and parsing of their values.
+//!
+//! Pure functions over byte slices, with no allocation: they run inside the allocator,
+//! on the first allocation of the process (see `hot::mode`).
+
+/// Every variable memsentry reads starts with this.
+pub(crate) const PREFIX: &[u8] = b"MEMSENTRY";
+
+/// The names memsentry understands, as printed in the "unknown variable" warning.
+pub(crate) const KNOWN_VARS_TEXT: &[u8] = b"MEMSENTRY";
+
+/// What an environment variable whose name starts with [`PREFIX`] means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EnvVar {
+    /// `MEMSENTRY` with a value that says on (`true`) or off (`false`).
+    Switch(bool),
+    /// `MEMSENTRY` with a value that is not understood.
+    BadSwitch,
+    /// A name memsentry does not know: probably a typo.
+    Unknown,
+}
+
+/// Classifies one `MEMSENTRY*` variable.
+pub(crate) fn classify(name: &[u8], value: &[u8]) -> EnvVar {
+    match name {
+        b"MEMSENTRY" => parse_switch(value).map_or(EnvVar::BadSwitch, EnvVar::Switch),
+        _ => EnvVar::Unknown,
+    }
+}
+
+/// Parses an on/off value: `on`/`off`, `true`/`false`, `yes`/`no`, `1`/`0`, in any case,
+/// surrounding blanks ignored.
+pub(crate) fn parse_switch(value: &[u8]) -> Option<bool> {
+    let value = value.trim_ascii();
+    const ON: [&[u8]; 4] = [b"on", b"true", b"yes", b"1"];
+    const OFF: [&[u8]; 4] = [b"off", b"false", b"no", b"0"];
+    if ON.iter().any(|word| value.eq_ignore_ascii_case(word)) {
+        Some(true)
+    } else if OFF.iter().any(|word| value.eq_ignore_ascii_case(word)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// At most the first 64 bytes of `text`, so a warning stays one readable line.
+pub(crate) fn clip(text: &[u8]) -> &[u8] {
+    text.get(..64).unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_values() {
+        for on in ["on", "ON", " true ", "Yes", "1"] {
+            assert_eq!(parse_switch(on.as_bytes()), Some(true), "{on:?}");
+        }
+        for off in ["off", "Off", "false", "NO", "0", "\toff\n"] {
+            assert_eq!(parse_switch(off.as_bytes()), Some(false), "{off:?}");
+        }
+        for bad in ["", "of", "2", "enabled", "off please"] {
+            assert_eq!(parse_switch(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(b"MEMSENTRY", b"off"), EnvVar::Switch(false));
+        assert_eq!(classify(b"MEMSENTRY", b"maybe"), EnvVar::BadSwitch);
+        assert_eq!(classify(b"MEMSENTRY_SAMPLERATE", b"1"), EnvVar::Unknown);
+    }
+
+    #[test]
+    fn clipping() {
+        assert_eq!(clip(b"short"), b"short");
+        assert_eq!(clip(&[b'x'; 100]).len(), 64);
+    }
+}

@@ -1,0 +1,402 @@
+//! **[H]** Per-thread, per-size-class counters.
+//!
+//! # Design
+//!
+//! A fixed `static` table of [`MAX_SLOTS`] slots, each holding four `AtomicU64`s per size
+//! class (allocations, requested bytes allocated, frees, requested bytes freed). A thread
+//! claims a free slot on its first allocation and is then the slot's **only writer**: an
+//! increment is a `load` + `store`, which compiles to plain `mov`/`add`/`mov` on x86-64
+//! (no `lock` prefix), and no other core writes the slot's cache lines.
+//!
+//! Slots are **never reset**. When a thread exits, a thread-local destructor gives its
+//! slot back, and the next thread to claim it keeps adding to the same monotonic totals.
+//! So there is no "retired" accumulator to fold into, nothing a reader can see twice or
+//! miss while a thread retires, and sums stay exact across any number of short-lived
+//! threads. (DESIGN.md suggests folding a retiring slot into a global total; handing the
+//! slot over as it is gives the same sums with one atomic store and no race window.)
+//!
+//! When all slots are owned, or while a thread is claiming one, or after its slot was
+//! given back during thread teardown, increments go to a few shared *fallback* shards
+//! with `fetch_add`: slower, never lost.
+//!
+//! # Ordering
+//!
+//! Writers store with `Release` and readers load with `Acquire` (both plain `mov` on
+//! x86-64). A reader sums **frees before allocations**: if it sees a free, it sees the
+//! allocation that happened before it, so live counts it derives never go negative.
+//! Single-writer handover is ordered by the `Release` store that frees a slot and the
+//! `Acquire` CAS that claims it.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::size_class::{
+    LARGE_MIN_INDEX, NUM_CLASSES, index_of_common, large_usable, size_of_index,
+};
+
+/// Number of large buckets, which also count their blocks' page-rounding slack.
+const NUM_LARGE: usize = NUM_CLASSES - LARGE_MIN_INDEX;
+
+/// Number of per-thread slots. Threads beyond this many alive at once share the fallback
+/// shards. 128 slots × 233 classes × 32 bytes ≈ 950 KiB of zeroed `static` memory, of
+/// which only the pages of slots (and classes) in use are ever touched.
+pub(crate) const MAX_SLOTS: usize = 128;
+/// Shared shards for threads without a slot (a power of two: indexed by a mask).
+const FALLBACK_SHARDS: usize = 4;
+
+/// The four counters of one size class in one slot; allocation and its bytes share a
+/// cache line.
+#[derive(Debug)]
+#[repr(C)]
+struct ClassCell {
+    allocations: AtomicU64,
+    allocated_bytes: AtomicU64,
+    frees: AtomicU64,
+    freed_bytes: AtomicU64,
+}
+
+impl ClassCell {
+    const fn new() -> Self {
+        Self {
+            allocations: AtomicU64::new(0),
+            allocated_bytes: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            freed_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Bytes a large bucket's blocks occupy beyond the request (page rounding): a large
+/// bucket spans many block sizes, so its class bytes are requested bytes plus this.
+#[derive(Debug)]
+#[repr(C)]
+struct SlackCell {
+    allocated: AtomicU64,
+    freed: AtomicU64,
+}
+
+impl SlackCell {
+    const fn new() -> Self {
+        Self {
+            allocated: AtomicU64::new(0),
+            freed: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One shard of counters. Aligned to 128 bytes: on x86-64 the adjacent-line prefetcher
+/// pulls 64-byte lines in pairs, so 128 keeps two slots from sharing a prefetch unit
+/// (Intel 64 and IA-32 Optimization Reference Manual, §3.7.3; crossbeam's `CachePadded`).
+#[derive(Debug)]
+#[repr(C, align(128))]
+struct Shard {
+    classes: [ClassCell; NUM_CLASSES],
+    large_slack: [SlackCell; NUM_LARGE],
+}
+
+impl Shard {
+    const fn new() -> Self {
+        Self {
+            classes: [const { ClassCell::new() }; NUM_CLASSES],
+            large_slack: [const { SlackCell::new() }; NUM_LARGE],
+        }
+    }
+
+    /// The cell of `class`; indices past the table (impossible for a valid `Layout`)
+    /// land in the last class rather than panicking.
+    #[inline(always)]
+    fn cell(&self, class: usize) -> &ClassCell {
+        let last = NUM_CLASSES - 1;
+        &self.classes[if class < last { class } else { last }]
+    }
+
+    /// The slack cell of large bucket `class` (`class >= LARGE_MIN_INDEX`).
+    #[inline]
+    fn slack(&self, class: usize) -> &SlackCell {
+        let large = class.saturating_sub(LARGE_MIN_INDEX);
+        &self.large_slack[if large < NUM_LARGE {
+            large
+        } else {
+            NUM_LARGE - 1
+        }]
+    }
+}
+
+static SLOTS: [Shard; MAX_SLOTS] = [const { Shard::new() }; MAX_SLOTS];
+static OWNED: [AtomicBool; MAX_SLOTS] = [const { AtomicBool::new(false) }; MAX_SLOTS];
+/// One past the highest slot index ever claimed: readers sum only `SLOTS[..HIGH_WATER]`.
+static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
+static FALLBACK: [Shard; FALLBACK_SHARDS] = [const { Shard::new() }; FALLBACK_SHARDS];
+static FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// States of [`SLOT`] besides a slot index (`0..MAX_SLOTS`).
+const UNCLAIMED: usize = usize::MAX;
+/// Claiming in progress: nested allocations (e.g. registering the destructor) use the
+/// fallback shards instead of recursing into the claim.
+const CLAIMING: usize = usize::MAX - 1;
+/// No slot: the table was full, or the slot was given back during thread teardown.
+const SHARED: usize = usize::MAX - 2;
+
+thread_local! {
+    /// The slot this thread owns, if any: the hot path's only thread-local read.
+    /// `const`-initialised, no destructor: a plain TLS load (`mov %fs:…`).
+    static OWNED_SLOT: Cell<Option<&'static Shard>> = const { Cell::new(None) };
+    /// This thread's slot index or one of the states above; read only when
+    /// `OWNED_SLOT` is `None` (cold).
+    static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Touched once, when a slot is claimed, to register [`SlotRelease`]'s destructor.
+    static RELEASE: SlotRelease = const { SlotRelease };
+}
+
+/// Gives this thread's slot back when the thread exits.
+struct SlotRelease;
+
+impl Drop for SlotRelease {
+    fn drop(&mut self) {
+        let _ = OWNED_SLOT.try_with(|owned| owned.set(None));
+        let _ = SLOT.try_with(|slot| {
+            let index = slot.replace(SHARED);
+            if let Some(owned) = OWNED.get(index) {
+                owned.store(false, Ordering::Release);
+            }
+        });
+    }
+}
+
+/// Where the current thread's increments go.
+enum Target {
+    /// A slot this thread owns: plain load + store.
+    Owned(&'static Shard),
+    /// A shared shard: `fetch_add`.
+    Shared(&'static Shard),
+}
+
+#[inline(always)]
+fn target() -> Target {
+    match OWNED_SLOT.try_with(Cell::get) {
+        Ok(Some(shard)) => Target::Owned(shard),
+        _ => target_cold(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn target_cold() -> Target {
+    match SLOT.try_with(Cell::get) {
+        Ok(UNCLAIMED) => claim(),
+        _ => Target::Shared(fallback_shard()),
+    }
+}
+
+/// A fallback shard chosen by the stack address, which differs between threads and
+/// needs no thread-local (which may be gone during teardown).
+#[inline]
+fn fallback_shard() -> &'static Shard {
+    let marker = 0u8;
+    let address = core::ptr::addr_of!(marker) as usize;
+    &FALLBACK[(address >> 16) & (FALLBACK_SHARDS - 1)]
+}
+
+#[cold]
+#[inline(never)]
+fn claim() -> Target {
+    if SLOT.try_with(|slot| slot.set(CLAIMING)).is_err() {
+        return Target::Shared(fallback_shard());
+    }
+    let found = OWNED.iter().position(|owned| {
+        !owned.load(Ordering::Relaxed)
+            && owned
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    });
+    let Some(index) = found else {
+        let _ = SLOT.try_with(|slot| slot.set(SHARED));
+        return Target::Shared(fallback_shard());
+    };
+    // Registering the destructor may allocate (std's fallback list; glibc's
+    // `__cxa_thread_atexit_impl` uses its own malloc): nested calls see CLAIMING.
+    if RELEASE.try_with(|_| ()).is_err() {
+        // Teardown already destroyed RELEASE: nobody would give the slot back.
+        OWNED[index].store(false, Ordering::Release);
+        let _ = SLOT.try_with(|slot| slot.set(SHARED));
+        return Target::Shared(fallback_shard());
+    }
+    HIGH_WATER.fetch_max(index + 1, Ordering::Release);
+    let _ = SLOT.try_with(|slot| slot.set(index));
+    let _ = OWNED_SLOT.try_with(|owned| owned.set(Some(&SLOTS[index])));
+    Target::Owned(&SLOTS[index])
+}
+
+/// Which pair of counters an event increments.
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    Alloc,
+    Free,
+}
+
+impl SlackCell {
+    #[inline(always)]
+    fn get(&self, event: Event) -> &AtomicU64 {
+        match event {
+            Event::Alloc => &self.allocated,
+            Event::Free => &self.freed,
+        }
+    }
+}
+
+impl ClassCell {
+    /// The (count, bytes) counters `event` increments.
+    #[inline(always)]
+    fn pair(&self, event: Event) -> (&AtomicU64, &AtomicU64) {
+        match event {
+            Event::Alloc => (&self.allocations, &self.allocated_bytes),
+            Event::Free => (&self.frees, &self.freed_bytes),
+        }
+    }
+}
+
+/// Adds `value` to a counter of a slot this thread owns (single writer).
+#[inline(always)]
+fn add_owned(counter: &AtomicU64, value: u64) {
+    // No other thread writes this counter: a plain read-modify-write, published with
+    // Release (a plain `mov` on x86-64) for readers.
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(value),
+        Ordering::Release,
+    );
+}
+
+/// Adds `value` to a counter of a shared shard.
+#[inline(always)]
+fn add_shared(counter: &AtomicU64, value: u64) {
+    counter.fetch_add(value, Ordering::Release);
+}
+
+/// The fast path: counts a common-sized `event` (see `index_of_common`) in the slot this
+/// thread owns and returns `true`; returns `false`, counting nothing, for everything else
+/// (no slot yet, shared shards, unusual sizes), which `record_*` then handle.
+#[inline(always)]
+pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
+    let Ok(Some(shard)) = OWNED_SLOT.try_with(Cell::get) else {
+        return false;
+    };
+    let Some(class) = index_of_common(size, align) else {
+        return false;
+    };
+    let (count, total) = shard.cell(class).pair(event);
+    add_owned(count, 1);
+    // `usize` is at most 64 bits on every supported target: lossless.
+    add_owned(total, size as u64);
+    true
+}
+
+#[inline(always)]
+fn bump(event: Event, class: usize, size: usize) {
+    // `usize` is at most 64 bits on every supported target: lossless.
+    let bytes = size as u64;
+    // Large blocks are whole pages: also record how far above the request.
+    let slack = || large_usable(size).saturating_sub(size) as u64;
+    match target() {
+        Target::Owned(shard) => {
+            let (count, total) = shard.cell(class).pair(event);
+            add_owned(count, 1);
+            add_owned(total, bytes);
+            if class >= LARGE_MIN_INDEX {
+                add_owned(shard.slack(class).get(event), slack());
+            }
+        }
+        Target::Shared(shard) => {
+            let (count, total) = shard.cell(class).pair(event);
+            add_shared(count, 1);
+            add_shared(total, bytes);
+            if class >= LARGE_MIN_INDEX {
+                add_shared(shard.slack(class).get(event), slack());
+            }
+        }
+    }
+}
+
+/// Count one successful allocation of `size` requested bytes in `class`.
+#[inline(always)]
+pub(crate) fn record_alloc(class: usize, size: usize) {
+    bump(Event::Alloc, class, size);
+}
+
+/// Count one free of `size` requested bytes in `class`.
+#[inline(always)]
+pub(crate) fn record_free(class: usize, size: usize) {
+    bump(Event::Free, class, size);
+}
+
+/// Count one allocation that the inner allocator refused (returned null).
+#[inline]
+pub(crate) fn record_failure() {
+    FAILED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Summed counters of one size class. Plain data, no allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ClassSums {
+    pub(crate) allocations: u64,
+    pub(crate) allocated_bytes: u64,
+    /// Bytes of the blocks handed out (the requests rounded up to their class).
+    pub(crate) allocated_class_bytes: u64,
+    pub(crate) frees: u64,
+    pub(crate) freed_bytes: u64,
+    pub(crate) freed_class_bytes: u64,
+}
+
+/// Sums every shard into `out` (one entry per class), without allocating.
+///
+/// Frees are read before allocations (see the module docs), so for each class
+/// `allocations >= frees` and `allocated_bytes >= freed_bytes` hold in the result.
+pub(crate) fn read_into(out: &mut [ClassSums; NUM_CLASSES]) {
+    let used = HIGH_WATER.load(Ordering::Acquire).min(MAX_SLOTS);
+    let shards = || SLOTS[..used].iter().chain(FALLBACK.iter());
+    // (count, requested bytes, slack) per class, frees first.
+    let mut frees = [(0u64, 0u64, 0u64); NUM_CLASSES];
+    let mut allocations = [(0u64, 0u64, 0u64); NUM_CLASSES];
+    for (event, sums) in [(Event::Free, &mut frees), (Event::Alloc, &mut allocations)] {
+        for shard in shards() {
+            for (class, (sum, cell)) in sums.iter_mut().zip(&shard.classes).enumerate() {
+                let (count, bytes) = cell.pair(event);
+                sum.0 = sum.0.wrapping_add(count.load(Ordering::Acquire));
+                sum.1 = sum.1.wrapping_add(bytes.load(Ordering::Acquire));
+                if class >= LARGE_MIN_INDEX {
+                    let slack = shard.slack(class).get(event).load(Ordering::Acquire);
+                    sum.2 = sum.2.wrapping_add(slack);
+                }
+            }
+        }
+    }
+    for (class, out) in out.iter_mut().enumerate() {
+        let class_bytes = |(count, bytes, slack): (u64, u64, u64)| {
+            if class < LARGE_MIN_INDEX {
+                count.wrapping_mul(size_of_index(class))
+            } else {
+                bytes.wrapping_add(slack)
+            }
+        };
+        *out = ClassSums {
+            allocations: allocations[class].0,
+            allocated_bytes: allocations[class].1,
+            allocated_class_bytes: class_bytes(allocations[class]),
+            frees: frees[class].0,
+            freed_bytes: frees[class].1,
+            freed_class_bytes: class_bytes(frees[class]),
+        };
+    }
+}
+
+/// Number of allocations the inner allocator refused.
+pub(crate) fn failures() -> u64 {
+    FAILED.load(Ordering::Relaxed)
+}
+
+/// Slots currently owned by live threads (for diagnostics and tests).
+pub(crate) fn owned_slots() -> usize {
+    OWNED
+        .iter()
+        .filter(|owned| owned.load(Ordering::Relaxed))
+        .count()
+}

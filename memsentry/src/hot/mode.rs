@@ -1,0 +1,153 @@
+//! **[H]** The global on/off switch, and reading `MEMSENTRY*` from the environment once.
+//!
+//! The switch is one `AtomicU8`. The allocator loads it (`Relaxed`) on every call; when
+//! bookkeeping is off that load and a compare are all it adds to jemalloc.
+//!
+//! The environment is read lazily, on the first allocation, *inside* the allocator: it
+//! scans the C `environ` array and writes any warning with `write(2)`, so it neither
+//! allocates nor takes a lock (`std::env` does both).
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use crate::config::{self, EnvVar};
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const ON: u8 = 2;
+const OFF: u8 = 3;
+
+static MODE: AtomicU8 = AtomicU8::new(UNINIT);
+
+/// The switch as the hot path sees it: one `Relaxed` load.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fast {
+    On,
+    Off,
+    /// Not initialised yet (or being initialised): ask [`active`].
+    Unknown,
+}
+
+/// One relaxed load of the switch, without initialising it.
+#[inline(always)]
+pub(crate) fn fast() -> Fast {
+    match MODE.load(Ordering::Relaxed) {
+        ON => Fast::On,
+        OFF => Fast::Off,
+        _ => Fast::Unknown,
+    }
+}
+
+/// Whether bookkeeping is on. The first call reads the environment.
+#[inline(always)]
+pub(crate) fn active() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => init(),
+    }
+}
+
+/// Turns bookkeeping on or off at run time (overrides `MEMSENTRY`).
+pub(crate) fn set_active(on: bool) {
+    // Make sure a later first allocation does not apply the environment over this call.
+    let _ = active();
+    MODE.store(if on { ON } else { OFF }, Ordering::Relaxed);
+}
+
+#[cold]
+#[inline(never)]
+fn init() -> bool {
+    if MODE
+        .compare_exchange(UNINIT, INITIALIZING, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        // Another thread is reading the environment (or a nested allocation of ours):
+        // count meanwhile. Counting an allocation that turns out to be in "off" mode is
+        // harmless; not counting one in "on" mode would lose it.
+        return MODE.load(Ordering::Relaxed) != OFF;
+    }
+    let on = environment_says_on();
+    // Only if nobody called `set_active` meanwhile.
+    let _ = MODE.compare_exchange(
+        INITIALIZING,
+        if on { ON } else { OFF },
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    MODE.load(Ordering::Relaxed) != OFF
+}
+
+/// Scans `environ` for `MEMSENTRY*` variables: the value of `MEMSENTRY` decides; anything
+/// not understood is reported once on stderr and ignored.
+fn environment_says_on() -> bool {
+    let mut on = true;
+    for_each_memsentry_var(|name, value| match config::classify(name, value) {
+        EnvVar::Switch(value) => on = value,
+        EnvVar::BadSwitch => warn(&[
+            b"memsentry: MEMSENTRY=\"",
+            config::clip(value),
+            b"\" is not understood (expected on or off): bookkeeping stays on\n",
+        ]),
+        EnvVar::Unknown => warn(&[
+            b"memsentry: ignoring unknown environment variable ",
+            config::clip(name),
+            b" (known: ",
+            config::KNOWN_VARS_TEXT,
+            b")\n",
+        ]),
+    });
+    on
+}
+
+unsafe extern "C" {
+    /// The process environment (POSIX `environ`, `<unistd.h>`): a null-terminated array
+    /// of `NAME=value` C strings.
+    static environ: *const *const libc::c_char;
+}
+
+/// Calls `f(name, value)` for each environment entry whose name starts with `MEMSENTRY`.
+fn for_each_memsentry_var(mut f: impl FnMut(&[u8], &[u8])) {
+    // SAFETY: `environ` is initialised by the C runtime before any Rust code runs. It may
+    // be replaced by `setenv`, which Rust exposes only as `unsafe fn set_var` whose
+    // contract forbids concurrent readers; we read it once, at the first allocation.
+    let mut entry = unsafe { environ };
+    if entry.is_null() {
+        return;
+    }
+    loop {
+        // SAFETY: `entry` points into the null-terminated `environ` array: we stop at the
+        // null pointer, so every `entry` read here is in bounds.
+        let item = unsafe { *entry };
+        if item.is_null() {
+            return;
+        }
+        // SAFETY: each non-null entry is a NUL-terminated C string owned by the C runtime,
+        // alive for the duration of this scan (see the contract above).
+        let bytes = unsafe { core::ffi::CStr::from_ptr(item) }.to_bytes();
+        if bytes.starts_with(config::PREFIX) {
+            let split = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+            let (name, rest) = bytes.split_at(split);
+            f(name, rest.get(1..).unwrap_or_default());
+        }
+        // SAFETY: `item` was not the terminator, so the next element is still in the array.
+        entry = unsafe { entry.add(1) };
+    }
+}
+
+/// Writes `parts` to stderr with `write(2)`: no allocation, no lock, errors ignored.
+fn warn(parts: &[&[u8]]) {
+    for part in parts {
+        let mut rest = *part;
+        while !rest.is_empty() {
+            // SAFETY: `rest` is a valid, initialised byte slice for the whole call.
+            let written = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+            let Ok(written) = usize::try_from(written) else {
+                return;
+            };
+            if written == 0 {
+                return;
+            }
+            rest = rest.get(written..).unwrap_or_default();
+        }
+    }
+}

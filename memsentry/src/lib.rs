@@ -1,0 +1,146 @@
+//! Always-on memory observability for Rust services.
+//!
+//! memsentry is a global allocator that wraps jemalloc and counts every allocation and
+//! free, per thread and per jemalloc size class, cheaply enough to leave on in
+//! production: the Rust counterpart of Go's `runtime/metrics` and `MemStats`.
+//!
+//! # Quick start
+//!
+//! ```rust,standalone_crate
+//! #[global_allocator]
+//! static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+//!
+//! fn main() {
+//!     let earlier = memsentry::snapshot();
+//!     let data: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+//!     let now = memsentry::snapshot();
+//!     let delta = now.delta(&earlier);
+//!     assert!(delta.counts.allocations >= 1000);
+//!     println!("{} live, {:.0} allocations/s", memsentry::Bytes(now.totals.live_bytes()),
+//!              delta.allocations_per_sec());
+//!     # drop(data);
+//! }
+//! ```
+//!
+//! # Concepts
+//!
+//! - **Counters.** Every allocation, free and `realloc` (a free plus an allocation) is
+//!   counted in the calling thread's own slot of a static table, per size class:
+//!   allocations, frees, requested bytes allocated and freed. Class bytes (what jemalloc
+//!   really hands out) follow from the class size. Counts are exact: nothing is lost when
+//!   threads exit or free memory allocated elsewhere.
+//! - **Size classes.** jemalloc serves each request from a size class (8, 16, 32, 48, 64,
+//!   80, 96, 112, 128, then four per doubling); memsentry computes the class from size and
+//!   alignment by arithmetic, identical to jemalloc's `nallocx`.
+//! - **[`totals`]** sums the counters without allocating; **[`snapshot`]** adds the
+//!   per-class table, jemalloc's own statistics and the process's resident set;
+//!   **[`Snapshot::delta`]** turns two snapshots into rates.
+//!
+//! # Off switch
+//!
+//! `MEMSENTRY=off` in the environment at start, or [`set_enabled(false)`](set_enabled) at
+//! run time, turns all bookkeeping off: the allocator then costs one relaxed atomic load
+//! per call over plain jemalloc. Any other `MEMSENTRY*` variable or value memsentry does not
+//! understand gets one warning on stderr and is ignored.
+//!
+//! # Hot-path guarantees
+//!
+//! Code reachable from the allocator never allocates, never takes a lock and never
+//! panics; thread-locals on that path are `const`-initialised and have no destructor.
+//! The overhead over raw jemalloc is measured in `BENCHMARKS.md`.
+//!
+//! # Limitations
+//!
+//! - Size classes assume jemalloc's defaults on 64-bit Linux (16-byte quantum, 4 KiB
+//!   pages, `opt.disable_large_size_classes` on): building jemalloc with other
+//!   `JEMALLOC_SYS_WITH_LG_*` values, or turning that option off in `MALLOC_CONF`, makes
+//!   class bytes approximate (counts and requested bytes stay exact).
+//! - Turning bookkeeping off and on again at run time makes live figures approximate:
+//!   blocks allocated while off and freed while on are counted as frees only.
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// The types and macros `clippy.toml` disallows are fine in cold code; `hot`, `alloc`
+// and `config` deny them below.
+#![allow(clippy::disallowed_types, clippy::disallowed_macros)]
+
+#[deny(clippy::disallowed_types, clippy::disallowed_macros)]
+mod alloc;
+#[deny(clippy::disallowed_types, clippy::disallowed_macros)]
+mod config;
+#[deny(clippy::disallowed_types, clippy::disallowed_macros)]
+mod hot;
+mod snapshot;
+mod stats;
+
+pub use crate::alloc::MemSentry;
+pub use crate::snapshot::{Bytes, ClassStats, Counts, Delta, Snapshot, snapshot, totals};
+pub use crate::stats::JemallocStats;
+
+/// Turns bookkeeping on or off at run time, overriding `MEMSENTRY` from the environment.
+///
+/// While off, allocations and frees are forwarded to the inner allocator and not counted.
+/// Counters keep their values; live figures become approximate if blocks allocated
+/// while off are freed while on (they are counted as frees only).
+///
+/// ```rust,standalone_crate
+/// # #[global_allocator]
+/// # static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+/// # fn main() {
+/// memsentry::set_enabled(false);
+/// let before = memsentry::totals();
+/// let block = Box::new([0u8; 100]);
+/// assert_eq!(memsentry::totals(), before);
+/// drop(block);
+/// memsentry::set_enabled(true);
+/// assert!(memsentry::is_enabled());
+/// # }
+/// ```
+pub fn set_enabled(enabled: bool) {
+    hot::mode::set_active(enabled);
+}
+
+/// Whether bookkeeping is on (see [`set_enabled`] and the `MEMSENTRY` variable).
+#[must_use]
+pub fn is_enabled() -> bool {
+    hot::mode::active()
+}
+
+/// The size in bytes of the block jemalloc hands out for `layout` (its `nallocx`): the
+/// request rounded up to its size class, or to whole pages above 14 KiB.
+///
+/// ```
+/// use std::alloc::Layout;
+/// assert_eq!(memsentry::size_class(Layout::from_size_align(100, 8).unwrap()), 112);
+/// assert_eq!(memsentry::size_class(Layout::from_size_align(100, 64).unwrap()), 128);
+/// ```
+#[must_use]
+pub fn size_class(layout: core::alloc::Layout) -> u64 {
+    hot::size_class::usable_size(layout.size(), layout.align())
+}
+
+/// The per-class row that counts `layout`: the [`ClassStats::size`] of its row in
+/// [`Snapshot::classes`]. Equal to [`size_class`] up to 14 KiB; above, large blocks are
+/// bucketed by jemalloc's nominal size classes (four per doubling).
+///
+/// ```
+/// use std::alloc::Layout;
+/// let layout = Layout::from_size_align(33_000, 8).unwrap();
+/// assert_eq!(memsentry::size_class(layout), 36_864); // nine pages
+/// assert_eq!(memsentry::class_bucket(layout), 40_960); // counted in the 40 KiB row
+/// ```
+#[must_use]
+pub fn class_bucket(layout: core::alloc::Layout) -> u64 {
+    hot::size_class::size_of_index(hot::size_class::index_of(layout.size(), layout.align()))
+}
+
+/// Number of per-thread counter slots currently owned by live threads.
+#[doc(hidden)]
+#[must_use]
+pub fn __owned_slots() -> usize {
+    hot::counters::owned_slots()
+}
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}

@@ -1,0 +1,80 @@
+//! `MEMSENTRY` in the environment at start: `off` turns bookkeeping off; anything not
+//! understood gets exactly one warning on stderr and the default. Each case runs this
+//! test binary again as a child process with its own environment.
+
+// `memsentry/clippy.toml` bans allocating types for the allocator's hot path; tests are not.
+#![allow(clippy::disallowed_types, clippy::disallowed_macros)]
+
+use std::process::Command;
+
+use memsentry::MemSentry;
+
+#[global_allocator]
+static GLOBAL: MemSentry = MemSentry::new();
+
+/// Runs `child_checks_mode` in a child process with `vars` set; returns its stderr.
+fn run_child(vars: &[(&str, &str)], expect_on: bool) -> String {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["child_checks_mode", "--exact", "--ignored", "--nocapture"])
+        .env("CHILD_EXPECT_ON", if expect_on { "1" } else { "0" });
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "child with {vars:?} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("1 passed"), "the child test ran: {stdout}");
+    stderr
+}
+
+fn warnings(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("memsentry:"))
+        .collect()
+}
+
+#[test]
+fn environment_switch() {
+    let stderr = run_child(&[("MEMSENTRY", "off")], false);
+    assert_eq!(warnings(&stderr), Vec::<&str>::new());
+
+    let stderr = run_child(&[("MEMSENTRY", "ON")], true);
+    assert_eq!(warnings(&stderr), Vec::<&str>::new());
+
+    let stderr = run_child(&[("MEMSENTRY", "sometimes")], true);
+    assert_eq!(
+        warnings(&stderr),
+        [
+            "memsentry: MEMSENTRY=\"sometimes\" is not understood (expected on or off): \
+             bookkeeping stays on"
+        ]
+    );
+
+    let stderr = run_child(&[("MEMSENTRY_OOPS", "1"), ("MEMSENTRY", "0")], false);
+    assert_eq!(
+        warnings(&stderr),
+        ["memsentry: ignoring unknown environment variable MEMSENTRY_OOPS (known: MEMSENTRY)"]
+    );
+}
+
+/// The child side of `environment_switch` (ignored unless run by it).
+#[test]
+#[ignore = "run by `environment_switch` in a child process"]
+fn child_checks_mode() {
+    let expect_on = std::env::var("CHILD_EXPECT_ON").unwrap() == "1";
+    assert_eq!(memsentry::is_enabled(), expect_on);
+    let before = memsentry::totals();
+    let block = std::hint::black_box(vec![1u8; 4096]);
+    let allocated = memsentry::totals().since(&before).allocations;
+    assert_eq!(allocated, u64::from(expect_on));
+    drop(block);
+    // The run-time switch overrides the environment.
+    memsentry::set_enabled(!expect_on);
+    assert_eq!(memsentry::is_enabled(), !expect_on);
+}

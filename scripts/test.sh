@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every check memsentry has, in the order a failure is cheapest to find. Exits non-zero on
+# the first failure. Run from anywhere: `scripts/test.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests: unit, integration, end-to-end (runs the demo), benches in test mode"
+cargo test --workspace --all-targets
+
+step "doctests"
+cargo test --workspace --doc
+
+step "docs (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+printf '\nall checks passed\n'
