@@ -122,11 +122,15 @@ static LOOKUP: [u8; (LOOKUP_MAX >> 3) + 1] = {
     table
 };
 
-/// The class index of the common request, from [`LOOKUP`]: natural alignment (at most
-/// the quantum and at most the size) and at most 4 KiB. `None` for any other request.
+/// The class index of the common request, from [`LOOKUP`]: at most 4 KiB, aligned to at
+/// most 8 bytes. `None` for any other request.
+///
+/// Every class is a multiple of 8 bytes, so an alignment of at most 8 never moves a
+/// request to another class (jemalloc's `sz_sa2u` rounds the size up to the alignment,
+/// which stays within the class); two compares instead of three.
 #[inline(always)]
 pub(crate) fn index_of_common(size: usize, align: usize) -> Option<usize> {
-    if align <= 1 << LG_QUANTUM && align <= size && size <= LOOKUP_MAX {
+    if align <= 8 && size <= LOOKUP_MAX {
         // In bounds: (4096 + 7) >> 3 = 512, the table's last index.
         Some(usize::from(LOOKUP[(size + 7) >> 3]))
     } else {
