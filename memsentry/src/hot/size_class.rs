@@ -146,9 +146,10 @@ pub(crate) fn index_of(size: usize, align: usize) -> usize {
         return index;
     }
     if align <= 1 << LG_QUANTUM && align <= size {
-        // The common case: every class from 16 bytes up is a multiple of the quantum,
-        // so the natural class already satisfies the alignment (tikv-jemallocator asks
-        // plain `malloc` for these).
+        // Natural alignment beyond the lookup table (sizes above 4 KiB, or 16-byte
+        // alignment): every class from 16 bytes up is a multiple of the quantum, so the
+        // natural class already satisfies the alignment (tikv-jemallocator asks plain
+        // `malloc` for these).
         return index_of_size(size);
     }
     if size <= SMALL_MAXCLASS && align <= PAGE {
