@@ -63,7 +63,7 @@ impl<A> MemSentry<A> {
 // zeroing) are ours. The bookkeeping around the calls never allocates, never unwinds (no
 // panicking operation on that path; see `hot`) and never touches the memory handed out.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for MemSentry<A> {
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: our caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
         let ptr = unsafe { self.inner.alloc(layout) };
@@ -71,7 +71,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemSentry<A> {
         ptr
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: our caller upholds `GlobalAlloc::alloc_zeroed`'s contract for `layout`.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
@@ -79,20 +79,21 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemSentry<A> {
         ptr
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        hot::on_free(layout.size(), layout.align());
+        hot::on_free(ptr, layout.size(), layout.align());
         // SAFETY: our caller guarantees `ptr` was allocated by this allocator (hence by
         // `inner`) with `layout`.
         unsafe { self.inner.dealloc(ptr, layout) }
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let taken = hot::before_realloc(ptr);
         // SAFETY: our caller upholds `GlobalAlloc::realloc`'s contract for `ptr`, `layout`
         // and `new_size`; `inner` allocated `ptr`.
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        hot::on_realloc(new_ptr, layout.size(), new_size, layout.align());
+        hot::on_realloc(ptr, taken, new_ptr, layout.size(), new_size, layout.align());
         new_ptr
     }
 }

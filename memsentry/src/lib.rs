@@ -69,6 +69,8 @@ mod alloc;
 mod config;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod hot;
+pub mod profile;
+mod sampler;
 mod snapshot;
 mod stats;
 
@@ -78,9 +80,11 @@ pub use crate::stats::JemallocStats;
 
 /// Turns bookkeeping on or off at run time, overriding `MEMSENTRY` from the environment.
 ///
-/// While off, allocations and frees are forwarded to the inner allocator and not counted.
-/// Counters keep their values; live figures become approximate if blocks allocated
-/// while off are freed while on (they are counted as frees only).
+/// While off, allocations and frees are forwarded to the inner allocator and neither
+/// counted nor sampled. Counters keep their values; live figures become approximate if
+/// blocks allocated while off are freed while on (they are counted as frees only).
+/// Turning off forgets the live samples (a later profile's in-use figures start again
+/// from zero); cumulative allocation samples stay.
 ///
 /// ```rust,standalone_crate
 /// # #[global_allocator]
@@ -97,6 +101,10 @@ pub use crate::stats::JemallocStats;
 /// ```
 pub fn set_enabled(enabled: bool) {
     hot::mode::set_active(enabled);
+    if !enabled {
+        // Frees are no longer seen: live sample records would go stale.
+        sampler::forget_live();
+    }
 }
 
 /// Whether bookkeeping is on (see [`set_enabled`] and the `MEMSENTRY` variable).

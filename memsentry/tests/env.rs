@@ -1,5 +1,6 @@
-//! `MEMSENTRY` in the environment at start: `off` turns bookkeeping off; anything not
-//! understood gets exactly one warning on stderr and the default. Each case runs this
+//! `MEMSENTRY` and `MEMSENTRY_SAMPLE_RATE` in the environment at start: `off` turns
+//! bookkeeping off, a byte count sets the sampling rate; anything not understood gets
+//! exactly one warning on stderr and the default. Each case runs this
 //! test binary again as a child process with its own environment.
 
 // `memsentry/clippy.toml` bans allocating types for the allocator's hot path; tests are not.
@@ -14,10 +15,15 @@ static GLOBAL: MemSentry = MemSentry::new();
 
 /// Runs `child_checks_mode` in a child process with `vars` set; returns its stderr.
 fn run_child(vars: &[(&str, &str)], expect_on: bool) -> String {
+    run_child_with_rate(vars, expect_on, memsentry::profile::DEFAULT_RATE)
+}
+
+fn run_child_with_rate(vars: &[(&str, &str)], expect_on: bool, expect_rate: u64) -> String {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["child_checks_mode", "--exact", "--ignored", "--nocapture"])
-        .env("CHILD_EXPECT_ON", if expect_on { "1" } else { "0" });
+        .env("CHILD_EXPECT_ON", if expect_on { "1" } else { "0" })
+        .env("CHILD_EXPECT_RATE", expect_rate.to_string());
     for (name, value) in vars {
         command.env(name, value);
     }
@@ -59,7 +65,29 @@ fn environment_switch() {
     let stderr = run_child(&[("MEMSENTRY_OOPS", "1"), ("MEMSENTRY", "0")], false);
     assert_eq!(
         warnings(&stderr),
-        ["memsentry: ignoring unknown environment variable MEMSENTRY_OOPS (known: MEMSENTRY)"]
+        [
+            "memsentry: ignoring unknown environment variable MEMSENTRY_OOPS (known: MEMSENTRY, MEMSENTRY_SAMPLE_RATE)"
+        ]
+    );
+}
+
+#[test]
+fn environment_sample_rate() {
+    for (value, rate) in [("1MiB", 1 << 20), ("65536", 65536), ("0", 0), ("1", 1)] {
+        let stderr = run_child_with_rate(&[("MEMSENTRY_SAMPLE_RATE", value)], true, rate);
+        assert_eq!(warnings(&stderr), Vec::<&str>::new(), "{value}");
+    }
+    let stderr = run_child_with_rate(
+        &[("MEMSENTRY_SAMPLE_RATE", "512KB")],
+        true,
+        memsentry::profile::DEFAULT_RATE,
+    );
+    assert_eq!(
+        warnings(&stderr),
+        [
+            "memsentry: MEMSENTRY_SAMPLE_RATE=\"512KB\" is not a byte count \
+             (expected e.g. 524288, 512KiB, 1MiB, 0 = off): keeping the default, 512KiB"
+        ]
     );
 }
 
@@ -68,6 +96,11 @@ fn environment_switch() {
 #[ignore = "run by `environment_switch` in a child process"]
 fn child_checks_mode() {
     let expect_on = std::env::var("CHILD_EXPECT_ON").unwrap() == "1";
+    let expect_rate: u64 = std::env::var("CHILD_EXPECT_RATE").unwrap().parse().unwrap();
+    assert_eq!(memsentry::profile::sample_rate(), expect_rate);
+    // Sampled allocations make the sampler allocate too (counted, like every allocation):
+    // count exactly with sampling off.
+    memsentry::profile::set_sample_rate(0);
     assert_eq!(memsentry::is_enabled(), expect_on);
     let before = memsentry::totals();
     let block = std::hint::black_box(vec![1u8; 4096]);

@@ -1,18 +1,21 @@
-//! **[H]** Everything reachable from `GlobalAlloc`: no allocation, no lock another
-//! allocation may hold, no panic. `clippy.toml` lists the types and macros that are denied
-//! here (see the `deny` on this module in `lib.rs`).
+//! **[H]** Everything reachable from `GlobalAlloc`: no allocation (outside the sampler's
+//! guard), no lock another allocation may hold, no panic. `clippy.toml` lists the types
+//! and macros that are denied here (see the `deny` on this module in `lib.rs`).
 
 pub(crate) mod counters;
 pub(crate) mod mode;
+pub(crate) mod sampler;
 pub(crate) mod size_class;
 
 use counters::Event;
 use mode::Fast;
 
+use crate::sampler::Taken;
+
 // Each entry point below is a short inlined fast path (switch on, a slot owned by this
-// thread, a common size: one relaxed load, one TLS load, one table load and two
-// single-writer adds) with a single out-of-line call for everything else. One call site
-// lets the compiler keep the fast path free of register saves.
+// thread, a common size, no sample due, no sampled block: one relaxed load, one TLS load,
+// one table load, two single-writer adds, then the countdown or the filter) with
+// out-of-line calls for everything else.
 
 /// Bookkeeping for an allocation of `size` bytes aligned to `align` that returned `ptr`
 /// (null: the inner allocator refused).
@@ -20,11 +23,20 @@ use mode::Fast;
 pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) {
     match mode::fast() {
         Fast::Off => {}
-        Fast::On if !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align) => {}
+        Fast::On if !ptr.is_null() => {
+            if !counters::try_record_fast(Event::Alloc, size, align) {
+                count_alloc_slow(size, align);
+            }
+            if sampler::due(size) {
+                on_sample_due(ptr, size);
+            }
+        }
         _ => on_alloc_slow(ptr, size, align),
     }
 }
 
+/// Everything the fast path of [`on_alloc`] does not handle: the switch not read yet,
+/// a failed allocation.
 #[cold]
 #[inline(never)]
 fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
@@ -35,38 +47,137 @@ fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
         counters::record_failure();
     } else {
         counters::record_alloc(size_class::index_of(size, align), size);
-    }
-}
-
-/// Bookkeeping for freeing a block of `size` bytes aligned to `align`.
-#[inline(always)]
-pub(crate) fn on_free(size: usize, align: usize) {
-    match mode::fast() {
-        Fast::Off => {}
-        Fast::On if counters::try_record_fast(Event::Free, size, align) => {}
-        _ => on_free_slow(size, align),
+        if sampler::due(size) {
+            on_sample_due(ptr, size);
+        }
     }
 }
 
 #[cold]
 #[inline(never)]
-fn on_free_slow(size: usize, align: usize) {
-    if mode::active() {
-        counters::record_free(size_class::index_of(size, align), size);
+fn count_alloc_slow(size: usize, align: usize) {
+    counters::record_alloc(size_class::index_of(size, align), size);
+}
+
+/// The countdown ran out: maybe record a sample for the block at `ptr`.
+///
+/// Never inlined: its frame marks where the sampler's own frames end in a captured
+/// stack (everything called from here is trimmed).
+#[cold]
+#[inline(never)]
+fn on_sample_due(ptr: *mut u8, size: usize) {
+    // Nested allocations (the sampler's own) are counted, never sampled.
+    let Some(_guard) = sampler::Guard::enter() else {
+        return;
+    };
+    if let Some(rate) = sampler::take_sample(size) {
+        let marker = 0u8;
+        // The marker's address lies in this frame: frames below it are the sampler's.
+        let frame = core::hint::black_box(core::ptr::addr_of!(marker)) as usize;
+        crate::sampler::record(ptr as usize, size, rate, frame);
     }
 }
 
-/// Bookkeeping for a `realloc` from `old_size` to `new_size` that returned `new_ptr`:
-/// a free plus an allocation when it succeeded, a failure (and no free) when it did not.
+/// Bookkeeping for freeing the block at `ptr` of `size` bytes aligned to `align`. Runs
+/// *before* the inner free: a sampled block's record must be gone before its address
+/// can be handed out (and sampled) again.
 #[inline(always)]
-pub(crate) fn on_realloc(new_ptr: *mut u8, old_size: usize, new_size: usize, align: usize) {
+pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) {
+    match mode::fast() {
+        Fast::Off => {}
+        Fast::On => {
+            if !counters::try_record_fast(Event::Free, size, align) {
+                count_free_slow(size, align);
+            }
+            if sampler::maybe_sampled(ptr) {
+                on_maybe_sampled_free(ptr);
+            }
+        }
+        Fast::Unknown => {
+            if mode::active() {
+                count_free_slow(size, align);
+                if sampler::maybe_sampled(ptr) {
+                    on_maybe_sampled_free(ptr);
+                }
+            }
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn count_free_slow(size: usize, align: usize) {
+    counters::record_free(size_class::index_of(size, align), size);
+}
+
+#[cold]
+#[inline(never)]
+fn on_maybe_sampled_free(ptr: *mut u8) {
+    // Under the guard, the table may be locked by this very thread, and nothing freed
+    // there was ever sampled (it was allocated under the guard too).
+    if let Some(_guard) = sampler::Guard::enter() {
+        let _ = crate::sampler::take(ptr as usize);
+    }
+}
+
+/// Before a `realloc` of `ptr`: takes its sample record out (the old block may be freed
+/// by the call), to be put back by [`on_realloc`] if the call fails.
+#[inline(always)]
+pub(crate) fn before_realloc(ptr: *mut u8) -> Option<Taken> {
+    if mode::fast() != Fast::Off && sampler::maybe_sampled(ptr) {
+        take_for_realloc(ptr)
+    } else {
+        None
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn take_for_realloc(ptr: *mut u8) -> Option<Taken> {
+    let _guard = sampler::Guard::enter()?;
+    crate::sampler::take(ptr as usize)
+}
+
+/// Bookkeeping for a `realloc` of `old_ptr` from `old_size` to `new_size` that returned
+/// `new_ptr`: a free plus an allocation when it succeeded; when it failed, a failure
+/// (and no free), with the old block's sample record, if any, put back.
+#[inline(always)]
+pub(crate) fn on_realloc(
+    old_ptr: *mut u8,
+    taken: Option<Taken>,
+    new_ptr: *mut u8,
+    old_size: usize,
+    new_size: usize,
+    align: usize,
+) {
     if mode::fast() == Fast::Off {
         return;
     }
     if new_ptr.is_null() {
+        if let Some(taken) = taken {
+            put_back(old_ptr, taken);
+        }
         on_alloc_slow(new_ptr, new_size, align);
     } else {
-        on_free(old_size, align);
+        if !(mode::fast() == Fast::On && counters::try_record_fast(Event::Free, old_size, align)) {
+            count_realloc_free_slow(old_size, align);
+        }
         on_alloc(new_ptr, new_size, align);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn count_realloc_free_slow(size: usize, align: usize) {
+    if mode::active() {
+        count_free_slow(size, align);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn put_back(ptr: *mut u8, taken: Taken) {
+    if let Some(_guard) = sampler::Guard::enter() {
+        crate::sampler::put_back(ptr as usize, taken);
     }
 }

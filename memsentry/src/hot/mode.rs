@@ -88,6 +88,13 @@ fn environment_says_on() -> bool {
             config::clip(value),
             b"\" is not understood (expected on or off): bookkeeping stays on\n",
         ]),
+        EnvVar::SampleRate(rate) => super::sampler::set_rate(rate),
+        EnvVar::BadSampleRate => warn(&[
+            b"memsentry: MEMSENTRY_SAMPLE_RATE=\"",
+            config::clip(value),
+            b"\" is not a byte count (expected e.g. 524288, 512KiB, 1MiB, 0 = off): \
+              keeping the default, 512KiB\n",
+        ]),
         EnvVar::Unknown => warn(&[
             b"memsentry: ignoring unknown environment variable ",
             config::clip(name),

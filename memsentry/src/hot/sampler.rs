@@ -1,0 +1,290 @@
+//! **[H]** The sampler's hot-path half: the per-thread byte countdown, the free-side
+//! filter and the re-entrancy guard.
+//!
+//! # Poisson sampling over bytes
+//!
+//! Each thread keeps "bytes until the next sample", drawn from an exponential
+//! distribution with mean `R` (the sampling rate). Every allocation subtracts its size;
+//! the one that takes the countdown below zero is sampled and a new countdown is drawn.
+//! That is a Poisson process over allocated bytes (Go's `MemProfileRate`, tcmalloc):
+//! an allocation of `s` bytes is sampled with probability `1 − e^(−s/R)`, independently
+//! of what came before, so weighting each sample by the inverse of that probability gives
+//! unbiased estimates (see `profile`).
+//!
+//! Unsampled allocations pay one thread-local load, a subtraction, a store and a compare.
+//! `R = 1` samples every allocation (weight 1); `R = 0` samples nothing: the countdown is
+//! then set to [`OFF_RECHECK`] bytes, so a thread notices a rate set later at run time.
+//!
+//! # Frees
+//!
+//! A free must find out whether its block was sampled without touching the table. A
+//! global counting filter of [`FILTER_LEN`] one-byte counters, indexed by a hash of the
+//! address, is incremented when a sample is recorded and decremented when it is removed;
+//! a free whose counter is zero (one load) was not sampled. Counters that reach 255 stay
+//! there ("sticky"): such frees always look in the table, which is correct, only slower.
+//!
+//! # Re-entrancy
+//!
+//! Recording a sample allocates (the table, the stack interner). [`Guard`] marks the
+//! thread as busy while it does: nested allocations are counted but never sampled, and
+//! nested frees skip the table (blocks allocated under the guard are never sampled, and
+//! the table's locks may be held by this very thread).
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+/// The sampling rate before anything sets it: one sample per 512 KiB on average.
+pub(crate) const DEFAULT_RATE: u64 = 512 * 1024;
+/// With sampling off, how many bytes a thread allocates between looks at the rate.
+const OFF_RECHECK: i64 = 1 << 20;
+/// Entries in the free-side filter (a power of two): 64 KiB of counters.
+pub(crate) const FILTER_LEN: usize = 1 << 16;
+
+/// Mean bytes between samples; 0 = off, 1 = every allocation.
+static RATE: AtomicU64 = AtomicU64::new(DEFAULT_RATE);
+static FILTER: [AtomicU8; FILTER_LEN] = [const { AtomicU8::new(0) }; FILTER_LEN];
+/// Seed for the per-thread generators; 0 = derive one from the clock and addresses.
+static SEED: AtomicU64 = AtomicU64::new(0);
+/// Threads seeded since the seed was last set: each gets its own stream.
+static SEEDED_THREADS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Bytes until this thread's next sample. Starts at 0, so the first allocation takes
+    /// the slow path, which seeds the generator and draws the first countdown.
+    static COUNTDOWN: Cell<i64> = const { Cell::new(0) };
+    /// xorshift64* state; 0 = not seeded yet.
+    static RNG: Cell<u64> = const { Cell::new(0) };
+    /// Set while this thread records a sample or reads the table.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The current sampling rate.
+pub(crate) fn rate() -> u64 {
+    RATE.load(Ordering::Relaxed)
+}
+
+/// Sets the sampling rate for samples taken from now on. The calling thread draws a new
+/// countdown at once; other threads at their next sample.
+pub(crate) fn set_rate(rate: u64) {
+    RATE.store(rate, Ordering::Relaxed);
+    if RNG.try_with(Cell::get).is_ok_and(|state| state != 0) {
+        let countdown = draw(rate);
+        let _ = COUNTDOWN.try_with(|c| c.set(countdown));
+    }
+}
+
+/// Makes threads that draw their first countdown after this call use streams derived
+/// from `seed` (for reproducible experiments).
+pub(crate) fn set_seed(seed: u64) {
+    SEED.store(seed, Ordering::Relaxed);
+    SEEDED_THREADS.store(0, Ordering::Relaxed);
+}
+
+/// Counts `size` allocated bytes against this thread's countdown; `true` when the
+/// allocation may be sampled (the countdown went below zero): call [`on_due`].
+#[inline(always)]
+pub(crate) fn due(size: usize) -> bool {
+    // A `Layout`'s size is at most `isize::MAX`, so the cast is lossless.
+    let size = size as i64;
+    COUNTDOWN
+        .try_with(|countdown| {
+            let left = countdown.get().wrapping_sub(size);
+            countdown.set(left);
+            left < 0
+        })
+        .unwrap_or(false)
+}
+
+/// The filter counter of `address`. Nearby blocks map to nearby counters (frees of a
+/// slab touch few cache lines); the high bits are folded in so that page-aligned large
+/// blocks do not all share the same few counters.
+#[inline(always)]
+fn filter_slot(address: usize) -> &'static AtomicU8 {
+    &FILTER[((address >> 4) ^ (address >> 20)) & (FILTER_LEN - 1)]
+}
+
+/// Whether the block at `ptr` may have been sampled (if not, certainly not): one load.
+///
+/// `Relaxed` suffices: a block's sample is recorded by the allocating thread before
+/// `alloc` returns, and whoever frees the block got the pointer through some
+/// synchronisation that orders the free after that.
+#[inline(always)]
+pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
+    filter_slot(ptr as usize).load(Ordering::Relaxed) != 0
+}
+
+/// Notes that a sample for `address` was recorded.
+pub(crate) fn filter_insert(address: usize) {
+    let _ = filter_slot(address)
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+}
+
+/// Notes that the sample for `address` was removed.
+pub(crate) fn filter_remove(address: usize) {
+    let _ = filter_slot(address).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        // 255 is sticky: its true count is unknown. 0 cannot happen (we only remove
+        // what we inserted), and stays 0 rather than wrapping.
+        (n != u8::MAX && n != 0).then(|| n - 1)
+    });
+}
+
+/// Marks this thread as inside the sampler for as long as it lives.
+pub(crate) struct Guard(());
+
+impl Guard {
+    /// `None` if this thread is already inside the sampler (or its thread-locals are gone).
+    pub(crate) fn enter() -> Option<Guard> {
+        // `then`, not `then_some`: a `Guard` built eagerly and dropped when the thread is
+        // already busy would clear the flag its owner still relies on.
+        BUSY.try_with(|busy| (!busy.replace(true)).then(|| Guard(())))
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = BUSY.try_with(|busy| busy.set(false));
+    }
+}
+
+/// Decides whether an allocation of `size` bytes, whose [`due`] said so, is sampled, and
+/// draws the next countdown. Returns the rate to weight the sample with, or `None`.
+///
+/// Must be called under the [`Guard`].
+pub(crate) fn take_sample(size: usize) -> Option<u64> {
+    let rate = rate();
+    let state = RNG.try_with(Cell::get).ok()?;
+    let mut countdown = COUNTDOWN.try_with(Cell::get).ok()?;
+    if state == 0 {
+        // First look at this thread: seed, draw a countdown, and charge this allocation
+        // against it (the process is memoryless: the result is the same in law).
+        let _ = RNG.try_with(|rng| rng.set(seed_thread()));
+        countdown = draw(rate).wrapping_sub(size as i64);
+    }
+    let sampled = countdown < 0 && rate != 0;
+    if countdown < 0 {
+        countdown = draw(rate);
+    }
+    let _ = COUNTDOWN.try_with(|c| c.set(countdown));
+    sampled.then_some(rate)
+}
+
+/// A countdown for `rate`: exponential with mean `rate`; 0 for `rate = 1` (every
+/// allocation); [`OFF_RECHECK`] for `rate = 0`.
+fn draw(rate: u64) -> i64 {
+    match rate {
+        0 => OFF_RECHECK,
+        1 => 0,
+        _ => {
+            // Uniform in (0, 1]: 53 random bits, never 0, so the logarithm is finite.
+            let uniform = ((next_random() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64);
+            let bytes = -uniform.ln() * rate as f64;
+            // Saturating float-to-int cast: huge draws stay huge.
+            bytes as i64
+        }
+    }
+}
+
+/// xorshift64* (Vigna, 2016): plenty for choosing sample points, and allocation-free.
+fn next_random() -> u64 {
+    RNG.try_with(|rng| {
+        let mut x = rng.get();
+        if x == 0 {
+            x = seed_thread();
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+    .unwrap_or(0x9E37_79B9_7F4A_7C15)
+}
+
+/// A non-zero generator state for the calling thread.
+fn seed_thread() -> u64 {
+    let index = SEEDED_THREADS.fetch_add(1, Ordering::Relaxed);
+    let mut seed = SEED.load(Ordering::Relaxed);
+    if seed == 0 {
+        // No seed set: the clock and this thread's stack address differ between runs
+        // and threads.
+        let marker = 0u8;
+        seed = now_nanos() ^ (core::ptr::addr_of!(marker) as u64).rotate_left(32);
+    }
+    let state = splitmix64(seed ^ splitmix64(index));
+    if state == 0 { 1 } else { state }
+}
+
+/// SplitMix64's output function: spreads close inputs over the whole range.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Monotonic nanoseconds (`CLOCK_MONOTONIC`): no allocation, no lock (vDSO).
+pub(crate) fn now_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_have_the_requested_mean() {
+        let rate = 4096;
+        let n = 200_000;
+        let sum: f64 = (0..n).map(|_| draw(rate) as f64).sum();
+        let mean = sum / f64::from(n);
+        // Standard error of the mean: rate / sqrt(n) ≈ 9.2; allow 5 of them.
+        assert!((mean - rate as f64).abs() < 46.0, "mean {mean}");
+        assert_eq!(draw(1), 0);
+        assert_eq!(draw(0), OFF_RECHECK);
+    }
+
+    #[test]
+    fn filter_counts_and_sticks() {
+        let address = 0x7000_0000_1230;
+        assert!(!maybe_sampled(address as *mut u8));
+        filter_insert(address);
+        filter_insert(address);
+        assert!(maybe_sampled(address as *mut u8));
+        filter_remove(address);
+        assert!(maybe_sampled(address as *mut u8));
+        filter_remove(address);
+        assert!(!maybe_sampled(address as *mut u8));
+        for _ in 0..300 {
+            filter_insert(address);
+        }
+        for _ in 0..300 {
+            filter_remove(address);
+        }
+        assert!(
+            maybe_sampled(address as *mut u8),
+            "saturated counters are sticky"
+        );
+    }
+
+    #[test]
+    fn guard_is_not_reentrant() {
+        let outer = Guard::enter().expect("not busy yet");
+        assert!(Guard::enter().is_none());
+        assert!(
+            Guard::enter().is_none(),
+            "a refused entry leaves the flag set"
+        );
+        drop(outer);
+        assert!(Guard::enter().is_some());
+    }
+}

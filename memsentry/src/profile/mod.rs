@@ -1,0 +1,450 @@
+//! Sampled heap profiles: which call sites hold memory now, and which allocated the most.
+//!
+//! memsentry samples allocations as a Poisson process over allocated bytes, with mean
+//! `R` bytes between samples (the *sample rate*, 512 KiB by default, like Go's
+//! `MemProfileRate`). For each sampled block it records the call stack (instruction
+//! pointers only, no symbolization, no allocation in the allocator) in a table that frees
+//! keep up to date. [`heap`] turns the table into a [`Profile`]: per call stack and block
+//! size, estimated allocations (cumulative since start) and estimated in-use blocks (live
+//! now), in objects and bytes.
+//!
+//! # Estimates
+//!
+//! An allocation of `s` bytes is sampled with probability `p = 1 − e^(−s/R)`; each sample
+//! is weighted by `1/p` *before* anything is summed (weighting sums of mixed sizes would
+//! be biased), so every figure is an unbiased estimate of the true one. For blocks much
+//! smaller than `R`, the standard deviation of an in-use estimate of `B` bytes is about
+//! `sqrt(B × R)`: at the default rate a site holding 64 MiB is known within about ±1%,
+//! one holding 1 MiB within about ±7%. Blocks larger than a few `R` are always sampled
+//! and known exactly. Raw sample counts come with every estimate.
+//!
+//! # Rate
+//!
+//! Set the rate with `MEMSENTRY_SAMPLE_RATE` (`524288`, `512KiB`, `1MiB`, `0` = off,
+//! `1` = every allocation) or [`set_sample_rate`] at run time. Samples keep the rate they
+//! were taken at, so their weights stay right when it changes.
+//!
+//! # Example
+//!
+//! ```rust,standalone_crate
+//! #[global_allocator]
+//! static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+//!
+//! fn main() -> Result<(), memsentry::profile::ProfileError> {
+//!     memsentry::profile::set_sample_rate(64 * 1024);
+//!     let kept: Vec<Vec<u8>> = (0..1000).map(|_| vec![0u8; 1024]).collect();
+//!     let profile = memsentry::profile::heap();
+//!     let path = std::env::temp_dir().join("memsentry-doc-heap.pb.gz");
+//!     profile.write_pprof(&path)?; // then: go tool pprof -top <path>
+//!     # drop(kept);
+//!     # std::fs::remove_file(&path).ok();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Cost
+//!
+//! Unsampled allocations pay one subtraction and one compare; unsampled frees one load
+//! from a 64 KiB filter. A sample costs a stack walk (DWARF unwinding through libgcc's
+//! `_Unwind_Backtrace`, about a microsecond or two) and a few table operations: at the
+//! default rate that is one sample per 512 KiB allocated. [`usage`] reports the memory the
+//! sampler's tables hold. See `BENCHMARKS.md` for measured figures.
+
+mod pprof;
+mod symbolize;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::hot::sampler;
+
+/// The sampling rate unless set otherwise: one sample per 512 KiB allocated, on average
+/// (Go's `MemProfileRate` default).
+pub const DEFAULT_RATE: u64 = sampler::DEFAULT_RATE;
+
+/// The current sampling rate: mean bytes between samples (0 = off, 1 = every allocation).
+#[must_use]
+pub fn sample_rate() -> u64 {
+    sampler::rate()
+}
+
+/// Sets the sampling rate for samples taken from now on: mean bytes between samples;
+/// 0 turns sampling off, 1 samples every allocation. Samples already taken keep the rate
+/// they were taken at. The calling thread uses the new rate at once; other threads from
+/// their next sample on (with sampling off, within 1 MiB of allocation): a thread that
+/// is still counting down a long interval drawn at a low rate keeps it.
+///
+/// ```
+/// memsentry::profile::set_sample_rate(1 << 20);
+/// assert_eq!(memsentry::profile::sample_rate(), 1 << 20);
+/// # memsentry::profile::set_sample_rate(memsentry::profile::DEFAULT_RATE);
+/// ```
+pub fn set_sample_rate(bytes: u64) {
+    sampler::set_rate(bytes);
+}
+
+/// Makes sampling reproducible: threads that start sampling after this call draw their
+/// sample points from streams derived from `seed` (in the order they start). Meant for
+/// tests and experiments; by default each process seeds from the clock.
+pub fn set_seed(seed: u64) {
+    sampler::set_seed(seed);
+}
+
+/// What the sampler itself holds: the price of observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SamplerUsage {
+    /// Sampled blocks still allocated (records in the live table).
+    pub live_samples: usize,
+    /// Distinct call stacks seen since start.
+    pub stacks: usize,
+    /// Approximate bytes of the sampler's tables and filter (not counting symbolization
+    /// caches, which exist only while a profile is taken, see `BENCHMARKS.md`).
+    pub bytes: usize,
+    /// The current sampling rate.
+    pub sample_rate: u64,
+}
+
+/// Sizes of the sampler's tables.
+#[must_use]
+pub fn usage() -> SamplerUsage {
+    let usage = crate::sampler::usage();
+    SamplerUsage {
+        live_samples: usage.live_samples,
+        stacks: usage.stacks,
+        bytes: usage.bytes,
+        sample_rate: sampler::rate(),
+    }
+}
+
+/// Estimated objects and bytes, with the raw sample count behind them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Estimate {
+    /// Estimated number of blocks.
+    pub objects: f64,
+    /// Estimated requested bytes.
+    pub bytes: f64,
+    /// Number of samples the estimate rests on.
+    pub samples: u64,
+}
+
+impl Estimate {
+    fn add(&mut self, other: &Estimate) {
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+        self.samples += other.samples;
+    }
+}
+
+/// One row of a profile: a call stack and a block size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    stack: usize,
+    /// Requested size of the blocks, in bytes.
+    pub size: u64,
+    /// Allocations since start (cumulative).
+    pub alloc: Estimate,
+    /// Blocks still allocated when the profile was taken.
+    pub inuse: Estimate,
+    /// How long the oldest of those blocks' samples has been alive: a site whose blocks
+    /// only ever get older is a leak candidate. `None` without live samples.
+    pub oldest: Option<Duration>,
+}
+
+/// One frame of a call stack, inlined frames included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The function, demangled without its hash; empty if it could not be symbolized.
+    pub function: &'a str,
+    /// Its source file; empty if unknown.
+    pub file: &'a str,
+    /// Its line; 0 if unknown.
+    pub line: u32,
+    /// The instruction address (shared by a function and the frames inlined into it).
+    pub address: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Function {
+    pub(crate) name: Arc<str>,
+    pub(crate) system_name: Arc<str>,
+    pub(crate) file: Arc<str>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Location {
+    pub(crate) address: u64,
+    /// Index into `Profile::mappings`, if the address is in a mapped file.
+    pub(crate) mapping: Option<usize>,
+    /// (function index, line), innermost first.
+    pub(crate) lines: Vec<(usize, u32)>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Mapping {
+    pub(crate) start: u64,
+    pub(crate) limit: u64,
+    pub(crate) offset: u64,
+    pub(crate) file: String,
+}
+
+/// A heap profile: see the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Profile {
+    taken_at: SystemTime,
+    sample_rate: u64,
+    samples: Vec<Sample>,
+    /// Location indices, leaf first.
+    stacks: Vec<Vec<usize>>,
+    locations: Vec<Location>,
+    functions: Vec<Function>,
+    mappings: Vec<Mapping>,
+}
+
+/// A profile could not be written.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// Creating or writing the file failed.
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProfileError::Write { path, source } => {
+                write!(f, "cannot write profile to {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProfileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProfileError::Write { source, .. } => Some(source),
+        }
+    }
+}
+
+/// Takes a heap profile now, without stopping the program: other threads keep
+/// allocating (and sampling) while it is read. Symbolization happens here, with a cache.
+///
+/// Allocations made while the profile is built are counted but not sampled.
+#[must_use]
+pub fn heap() -> Profile {
+    let taken_at = SystemTime::now();
+    let sample_rate = sampler::rate();
+    let Some(_guard) = sampler::Guard::enter() else {
+        // Only reachable from inside the sampler itself: nothing sensible to read.
+        return Profile::empty(taken_at, sample_rate);
+    };
+    let now = sampler::now_nanos();
+    let copy = crate::sampler::read();
+    Profile::build(taken_at, now, sample_rate, copy)
+}
+
+impl Profile {
+    fn empty(taken_at: SystemTime, sample_rate: u64) -> Profile {
+        Profile {
+            taken_at,
+            sample_rate,
+            samples: Vec::new(),
+            stacks: Vec::new(),
+            locations: Vec::new(),
+            functions: Vec::new(),
+            mappings: Vec::new(),
+        }
+    }
+
+    fn build(
+        taken_at: SystemTime,
+        now: u64,
+        sample_rate: u64,
+        copy: crate::sampler::TableCopy,
+    ) -> Profile {
+        let mut rows: HashMap<(u32, usize), (Estimate, Estimate, Option<u64>)> =
+            HashMap::with_capacity(copy.cumulative.len());
+        for ((stack, size), totals) in &copy.cumulative {
+            rows.entry((*stack, *size)).or_default().0 = Estimate {
+                objects: totals.objects,
+                bytes: totals.bytes,
+                samples: totals.samples,
+            };
+        }
+        for record in &copy.live {
+            let weight = crate::sampler::weight(record.size, record.rate);
+            let row = rows.entry((record.stack, record.size)).or_default();
+            row.1.add(&Estimate {
+                objects: weight,
+                bytes: weight * record.size as f64,
+                samples: 1,
+            });
+            row.2 = Some(row.2.map_or(record.time, |t| t.min(record.time)));
+        }
+        let frames: HashMap<u32, Arc<[usize]>> = copy.stacks.into_iter().collect();
+
+        let mut profile = Profile::empty(taken_at, sample_rate);
+        profile.mappings = symbolize::mappings();
+        let mut builder = symbolize::Builder::new(&mut profile);
+        let mut stack_index: HashMap<u32, usize> = HashMap::new();
+        let mut samples = Vec::with_capacity(rows.len());
+        for ((stack, size), (alloc, inuse, oldest)) in rows {
+            let Some(ips) = frames.get(&stack) else {
+                continue;
+            };
+            let index = *stack_index
+                .entry(stack)
+                .or_insert_with(|| builder.add_stack(ips));
+            samples.push(Sample {
+                stack: index,
+                size: size as u64,
+                alloc,
+                inuse,
+                oldest: oldest.map(|t| Duration::from_nanos(now.saturating_sub(t))),
+            });
+        }
+        drop(builder);
+        // Largest in-use first, then largest allocated: stable output for readers.
+        samples.sort_by(|a, b| {
+            b.inuse
+                .bytes
+                .total_cmp(&a.inuse.bytes)
+                .then(b.alloc.bytes.total_cmp(&a.alloc.bytes))
+                .then(a.stack.cmp(&b.stack))
+                .then(a.size.cmp(&b.size))
+        });
+        profile.samples = samples;
+        profile
+    }
+
+    /// When the profile was taken.
+    #[must_use]
+    pub fn taken_at(&self) -> SystemTime {
+        self.taken_at
+    }
+
+    /// The sampling rate when the profile was taken (the pprof `period`).
+    #[must_use]
+    pub fn sample_rate(&self) -> u64 {
+        self.sample_rate
+    }
+
+    /// The rows: one per (call stack, block size), largest in-use bytes first.
+    #[must_use]
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// The call stack of `sample`, leaf (the allocating function) first, inlined frames
+    /// expanded; the allocator's own frames are trimmed.
+    pub fn frames<'a>(&'a self, sample: &Sample) -> impl Iterator<Item = Frame<'a>> + 'a {
+        let stack = self.stacks.get(sample.stack).map_or(&[][..], Vec::as_slice);
+        stack.iter().flat_map(move |&location| {
+            let location = &self.locations[location];
+            let address = location.address;
+            let unknown = location.lines.is_empty().then_some(Frame {
+                function: "",
+                file: "",
+                line: 0,
+                address,
+            });
+            location
+                .lines
+                .iter()
+                .map(move |&(function, line)| {
+                    let function = &self.functions[function];
+                    Frame {
+                        function: &function.name,
+                        file: &function.file,
+                        line,
+                        address,
+                    }
+                })
+                .chain(unknown)
+        })
+    }
+
+    /// The rows whose call stack passes through `function`: a frame whose name is
+    /// `function` or ends with `::function` (so `handle` matches `my_app::api::handle`;
+    /// closures inside it, `…::handle::{{closure}}`, do not).
+    ///
+    /// ```rust,standalone_crate
+    /// # #[global_allocator]
+    /// # static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+    /// #[inline(never)]
+    /// fn load_cache() -> Vec<u64> {
+    ///     vec![7; 1 << 20]
+    /// }
+    ///
+    /// # fn main() {
+    /// let cache = load_cache();
+    /// let profile = memsentry::profile::heap();
+    /// let held: f64 = profile.samples_through("load_cache").map(|s| s.inuse.bytes).sum();
+    /// assert!(held >= 8.0 * 1024.0 * 1024.0 * 0.99); // 8 MiB blocks are always sampled
+    /// # drop(cache);
+    /// # }
+    /// ```
+    pub fn samples_through<'a>(&'a self, function: &'a str) -> impl Iterator<Item = &'a Sample> {
+        self.samples.iter().filter(move |sample| {
+            self.frames(sample).any(|frame| {
+                frame
+                    .function
+                    .strip_suffix(function)
+                    .is_some_and(|head| head.is_empty() || head.ends_with("::"))
+            })
+        })
+    }
+
+    /// Totals over all samples: (allocated since start, in use now).
+    #[must_use]
+    pub fn totals(&self) -> (Estimate, Estimate) {
+        let mut alloc = Estimate::default();
+        let mut inuse = Estimate::default();
+        for sample in &self.samples {
+            alloc.add(&sample.alloc);
+            inuse.add(&sample.inuse);
+        }
+        (alloc, inuse)
+    }
+
+    /// Writes the profile to `path` as gzipped pprof (`profile.proto`), the format of
+    /// Go's heap profiles: `go tool pprof PATH` opens it.
+    ///
+    /// # Errors
+    ///
+    /// [`ProfileError::Write`], naming `path`, if the file cannot be created or written.
+    pub fn write_pprof(&self, path: impl AsRef<Path>) -> Result<(), ProfileError> {
+        let path = path.as_ref();
+        let error = |source| ProfileError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(error)?;
+        let mut writer = io::BufWriter::new(file);
+        self.encode_pprof(&mut writer).map_err(error)?;
+        let file = writer.into_inner().map_err(|e| error(e.into_error()))?;
+        file.sync_all().map_err(error)
+    }
+
+    /// Encodes the profile as gzipped pprof into `writer`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `writer` returns.
+    pub fn encode_pprof<W: io::Write>(&self, writer: W) -> io::Result<()> {
+        pprof::encode(self, writer)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! pprof encoding: the `profile.proto` messages (github.com/google/pprof,
+//! `proto/profile.proto`), declared in Rust for `prost`, and the mapping from a
+//! [`Profile`] to them. The sample types are a Go heap profile's, so `go tool pprof`
+//! and the tools that read Go profiles show the same views.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::time::UNIX_EPOCH;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use prost::Message;
+
+use super::Profile;
+
+/// The sample types, in value order.
+pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+];
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct PProfile {
+    #[prost(message, repeated, tag = "1")]
+    pub(crate) sample_type: Vec<ValueType>,
+    #[prost(message, repeated, tag = "2")]
+    pub(crate) sample: Vec<PSample>,
+    #[prost(message, repeated, tag = "3")]
+    pub(crate) mapping: Vec<PMapping>,
+    #[prost(message, repeated, tag = "4")]
+    pub(crate) location: Vec<PLocation>,
+    #[prost(message, repeated, tag = "5")]
+    pub(crate) function: Vec<PFunction>,
+    #[prost(string, repeated, tag = "6")]
+    pub(crate) string_table: Vec<String>,
+    #[prost(int64, tag = "7")]
+    pub(crate) drop_frames: i64,
+    #[prost(int64, tag = "8")]
+    pub(crate) keep_frames: i64,
+    #[prost(int64, tag = "9")]
+    pub(crate) time_nanos: i64,
+    #[prost(int64, tag = "10")]
+    pub(crate) duration_nanos: i64,
+    #[prost(message, optional, tag = "11")]
+    pub(crate) period_type: Option<ValueType>,
+    #[prost(int64, tag = "12")]
+    pub(crate) period: i64,
+    #[prost(int64, repeated, tag = "13")]
+    pub(crate) comment: Vec<i64>,
+    #[prost(int64, tag = "14")]
+    pub(crate) default_sample_type: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ValueType {
+    #[prost(int64, tag = "1")]
+    pub(crate) r#type: i64,
+    #[prost(int64, tag = "2")]
+    pub(crate) unit: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct PSample {
+    #[prost(uint64, repeated, tag = "1")]
+    pub(crate) location_id: Vec<u64>,
+    #[prost(int64, repeated, tag = "2")]
+    pub(crate) value: Vec<i64>,
+    #[prost(message, repeated, tag = "3")]
+    pub(crate) label: Vec<Label>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Label {
+    #[prost(int64, tag = "1")]
+    pub(crate) key: i64,
+    #[prost(int64, tag = "2")]
+    pub(crate) str: i64,
+    #[prost(int64, tag = "3")]
+    pub(crate) num: i64,
+    #[prost(int64, tag = "4")]
+    pub(crate) num_unit: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct PMapping {
+    #[prost(uint64, tag = "1")]
+    pub(crate) id: u64,
+    #[prost(uint64, tag = "2")]
+    pub(crate) memory_start: u64,
+    #[prost(uint64, tag = "3")]
+    pub(crate) memory_limit: u64,
+    #[prost(uint64, tag = "4")]
+    pub(crate) file_offset: u64,
+    #[prost(int64, tag = "5")]
+    pub(crate) filename: i64,
+    #[prost(int64, tag = "6")]
+    pub(crate) build_id: i64,
+    #[prost(bool, tag = "7")]
+    pub(crate) has_functions: bool,
+    #[prost(bool, tag = "8")]
+    pub(crate) has_filenames: bool,
+    #[prost(bool, tag = "9")]
+    pub(crate) has_line_numbers: bool,
+    #[prost(bool, tag = "10")]
+    pub(crate) has_inline_frames: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct PLocation {
+    #[prost(uint64, tag = "1")]
+    pub(crate) id: u64,
+    #[prost(uint64, tag = "2")]
+    pub(crate) mapping_id: u64,
+    #[prost(uint64, tag = "3")]
+    pub(crate) address: u64,
+    #[prost(message, repeated, tag = "4")]
+    pub(crate) line: Vec<PLine>,
+    #[prost(bool, tag = "5")]
+    pub(crate) is_folded: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct PLine {
+    #[prost(uint64, tag = "1")]
+    pub(crate) function_id: u64,
+    #[prost(int64, tag = "2")]
+    pub(crate) line: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct PFunction {
+    #[prost(uint64, tag = "1")]
+    pub(crate) id: u64,
+    #[prost(int64, tag = "2")]
+    pub(crate) name: i64,
+    #[prost(int64, tag = "3")]
+    pub(crate) system_name: i64,
+    #[prost(int64, tag = "4")]
+    pub(crate) filename: i64,
+    #[prost(int64, tag = "5")]
+    pub(crate) start_line: i64,
+}
+
+/// The string table: index 0 is the empty string, as the format requires.
+struct Strings {
+    table: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl Strings {
+    fn new() -> Self {
+        let mut strings = Strings {
+            table: Vec::new(),
+            index: HashMap::new(),
+        };
+        strings.get("");
+        strings
+    }
+
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.table.len() as i64;
+        self.table.push(s.to_owned());
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+}
+
+/// Rounds an estimate to the nearest integer for pprof's `int64` values.
+fn round(value: f64) -> i64 {
+    // Saturating cast; estimates are finite and non-negative.
+    value.round() as i64
+}
+
+/// Builds the `profile.proto` message for `profile`.
+pub(crate) fn to_message(profile: &Profile) -> PProfile {
+    let mut strings = Strings::new();
+    let sample_type = SAMPLE_TYPES
+        .iter()
+        .map(|(kind, unit)| ValueType {
+            r#type: strings.get(kind),
+            unit: strings.get(unit),
+        })
+        .collect();
+    let period_type = Some(ValueType {
+        r#type: strings.get("space"),
+        unit: strings.get("bytes"),
+    });
+    let bytes_key = strings.get("bytes");
+    let default_sample_type = strings.get("inuse_space");
+
+    let mapping = profile
+        .mappings
+        .iter()
+        .enumerate()
+        .map(|(i, m)| PMapping {
+            id: i as u64 + 1,
+            memory_start: m.start,
+            memory_limit: m.limit,
+            file_offset: m.offset,
+            filename: strings.get(&m.file),
+            build_id: 0,
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        })
+        .collect();
+    let function = profile
+        .functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| PFunction {
+            id: i as u64 + 1,
+            name: strings.get(&f.name),
+            system_name: strings.get(&f.system_name),
+            filename: strings.get(&f.file),
+            start_line: 0,
+        })
+        .collect();
+    let location = profile
+        .locations
+        .iter()
+        .enumerate()
+        .map(|(i, l)| PLocation {
+            id: i as u64 + 1,
+            mapping_id: l.mapping.map_or(0, |m| m as u64 + 1),
+            address: l.address,
+            line: l
+                .lines
+                .iter()
+                .map(|&(function, line)| PLine {
+                    function_id: function as u64 + 1,
+                    line: i64::from(line),
+                })
+                .collect(),
+            is_folded: false,
+        })
+        .collect();
+    let sample = profile
+        .samples
+        .iter()
+        .map(|s| PSample {
+            location_id: profile.stacks[s.stack]
+                .iter()
+                .map(|&l| l as u64 + 1)
+                .collect(),
+            value: vec![
+                round(s.alloc.objects),
+                round(s.alloc.bytes),
+                round(s.inuse.objects),
+                round(s.inuse.bytes),
+            ],
+            label: vec![Label {
+                key: bytes_key,
+                str: 0,
+                num: s.size as i64,
+                num_unit: bytes_key,
+            }],
+        })
+        .collect();
+    let comment = vec![strings.get(
+        "memsentry heap profile; stacks by DWARF unwinding (backtrace::trace_unsynchronized)",
+    )];
+    let time_nanos = profile
+        .taken_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    PProfile {
+        sample_type,
+        sample,
+        mapping,
+        location,
+        function,
+        string_table: strings.table,
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos,
+        duration_nanos: 0,
+        period_type,
+        period: i64::try_from(profile.sample_rate).unwrap_or(i64::MAX),
+        comment,
+        default_sample_type,
+    }
+}
+
+/// Writes `profile` as gzipped `profile.proto` to `writer`.
+pub(crate) fn encode<W: Write>(profile: &Profile, writer: W) -> io::Result<()> {
+    let bytes = to_message(profile).encode_to_vec();
+    let mut gzip = GzEncoder::new(writer, Compression::default());
+    gzip.write_all(&bytes)?;
+    gzip.finish()?.flush()
+}
