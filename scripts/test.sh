@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests: unit, integration, end-to-end (runs the demo), benches in test mode"
 cargo test --workspace --all-targets
 
+step "interop: go tool pprof reads the demo's heap profile"
+scripts/interop.sh
+
 step "doctests"
 cargo test --workspace --doc
 

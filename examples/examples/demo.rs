@@ -12,9 +12,11 @@
 //! - a slow leak: session buffers that are kept forever (`leak_session_buffers`).
 //!
 //! Every second it prints live bytes, the allocation rate, the process's resident set and
-//! internal fragmentation; at the end, the per-size-class table.
+//! internal fragmentation; at the end, the per-size-class table, and it writes a sampled
+//! heap profile (pprof) and prints the command that opens it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,11 +27,21 @@ use memsentry::{Bytes, MemSentry};
 #[global_allocator]
 static GLOBAL: MemSentry = MemSentry::new();
 
-const USAGE: &str = "usage: demo [--seconds N]\n\n  --seconds N   how long to run (default 15)";
+const USAGE: &str = "usage: demo [--seconds N] [--profile PATH]\n\n  \
+    --seconds N     how long to run (default 15)\n  \
+    --profile PATH  where to write the heap profile (default: memsentry-demo.pb.gz \
+    in the temporary directory)";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+struct Args {
+    seconds: u64,
+    profile: PathBuf,
+}
 
 fn main() -> ExitCode {
-    let seconds = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(seconds)) => seconds,
+    let Args { seconds, profile } = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -100,12 +112,30 @@ fn main() -> ExitCode {
         Bytes(leaked_bytes as u64)
     );
     println!("{last}");
+
+    // The sampled heap profile, taken at the end: the leak is the largest in-use site.
+    let heap = memsentry::profile::heap();
+    let usage = memsentry::profile::usage();
+    println!(
+        "\nheap profile: {} sampled blocks live, {} stacks, sampler tables {} (rate {})",
+        usage.live_samples,
+        usage.stacks,
+        Bytes(usage.bytes as u64),
+        Bytes(usage.sample_rate),
+    );
+    if let Err(error) = heap.write_pprof(&profile) {
+        eprintln!("demo: {error}");
+        return ExitCode::FAILURE;
+    }
+    println!("wrote {}", profile.display());
+    println!("open it with: go tool pprof -top {}", profile.display());
     ExitCode::SUCCESS
 }
 
-/// `Ok(Some(seconds))`, `Ok(None)` for `--help`, or an error message.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<u64>, String> {
+/// `Ok(Some(args))`, `Ok(None)` for `--help`, or an error message.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut seconds = 15;
+    let mut profile = std::env::temp_dir().join("memsentry-demo.pb.gz");
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => {
@@ -116,11 +146,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<u64>, Str
                     .filter(|&s| s > 0)
                     .ok_or_else(|| format!("--seconds: {value:?} is not a positive integer"))?;
             }
+            "--profile" => {
+                profile = args.next().ok_or("--profile needs a path")?.into();
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Some(seconds))
+    Ok(Some(Args { seconds, profile }))
 }
 
 /// A tiny deterministic generator, so the workload needs no dependency.
@@ -169,14 +202,14 @@ fn run_cache(stop: &AtomicBool) {
     let mut cache: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     while !stop.load(Ordering::Relaxed) {
         for _ in 0..100 {
-            let key = rng.below(5_000);
+            let key = rng.below(1_000);
             cache.insert(key, vec![0u8; 64 + rng.below(2_000)]);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
-/// The leak: every 100 ms a session buffer is stored and never released.
+/// The leak: every 50 ms a session buffer is stored and never released.
 fn leak_session_buffers(stop: &AtomicBool, leaked: &Mutex<Vec<Vec<u8>>>) {
     let mut rng = Rng(0x1ea4);
     while !stop.load(Ordering::Relaxed) {
@@ -184,22 +217,31 @@ fn leak_session_buffers(stop: &AtomicBool, leaked: &Mutex<Vec<Vec<u8>>>) {
         if let Ok(mut buffers) = leaked.lock() {
             buffers.push(buffer);
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_args;
+    use super::{Args, parse_args};
 
     fn parse(args: &[&str]) -> Result<Option<u64>, String> {
-        parse_args(args.iter().map(|a| a.to_string()))
+        parse_args(args.iter().map(|a| a.to_string())).map(|a| a.map(|a| a.seconds))
     }
 
     #[test]
     fn arguments() {
         assert_eq!(parse(&[]), Ok(Some(15)));
         assert_eq!(parse(&["--seconds", "3"]), Ok(Some(3)));
+        let args = parse_args(["--profile", "/x/heap.pb.gz", "--seconds", "2"].map(String::from));
+        assert_eq!(
+            args,
+            Ok(Some(Args {
+                seconds: 2,
+                profile: "/x/heap.pb.gz".into()
+            }))
+        );
+        assert!(parse(&["--profile"]).unwrap_err().contains("needs a path"));
         assert_eq!(parse(&["--help"]), Ok(None));
         assert!(parse(&["--seconds"]).unwrap_err().contains("needs a value"));
         assert!(

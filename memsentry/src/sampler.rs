@@ -135,9 +135,9 @@ fn tables() -> &'static Tables {
 }
 
 /// Records a sample: the block at `address` of `size` bytes, sampled at `rate`. The
-/// stack is captured from here; frames whose canonical frame address is at or below
-/// `marker` (an address in the frame of the allocator's sampling hook) belong to the
-/// sampler and are skipped, and so is the hook's own frame.
+/// stack is captured from here; frames whose stack pointer is at or below `marker` (an
+/// address in the frame of the allocator's sampling hook) are the hook's and the
+/// sampler's, and are skipped.
 #[inline(never)]
 pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize) {
     let mut frames = [0usize; MAX_FRAMES];
@@ -191,15 +191,21 @@ fn capture(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
     unsafe {
         backtrace::trace_unsynchronized(|frame| {
             if !past_sampler {
-                let cfa = frame.sp() as usize;
-                if cfa != 0 && cfa <= marker {
-                    return true; // the sampler's own frames
+                // `sp` is the frame's own stack pointer (libgcc's and libunwind's
+                // `_Unwind_GetCFA` at this point of the walk): the hook's frame and the
+                // frames it called lie at or below the marker, its caller above.
+                let sp = frame.sp() as usize;
+                if sp != 0 && sp <= marker {
+                    return true;
                 }
                 past_sampler = true;
-                return true; // the sampling hook's frame
+            }
+            let ip = frame.ip() as usize;
+            if ip == 0 {
+                return false; // the outermost frame of a thread: nothing above it
             }
             if let Some(slot) = out.get_mut(depth) {
-                *slot = frame.ip() as usize;
+                *slot = ip;
                 depth += 1;
             }
             depth < MAX_FRAMES

@@ -111,6 +111,15 @@ fn rate_one_samples_every_allocation_with_weight_one() {
     assert_eq!(inuse.samples, 101);
     assert_eq!((inuse.objects, inuse.bytes), (101.0, 4800.0));
     assert!(alloc.samples >= 101);
+    // The allocator's frames (the `__rust_alloc` shim, `MemSentry`, the sampler) are
+    // trimmed: the leaf is the code that called `alloc`.
+    let profile = profile::heap();
+    let row = profile
+        .samples_through("forty_byte_blocks")
+        .find(|s| s.size == 40)
+        .unwrap();
+    let leaf = profile.frames(row).next().unwrap();
+    assert_eq!(leaf.function, "sampling::forty_byte_blocks::{{closure}}");
     // Samples keep the rate they were taken at.
     profile::set_sample_rate(1 << 20);
     let (_, inuse) = site(&profile::heap(), "forty_byte_blocks");

@@ -14,10 +14,28 @@ fn run_demo(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+/// A profile path of this test's own (tests run in parallel).
+fn profile_path(test: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("memsentry-{test}-{}.pb.gz", std::process::id()))
+        .display()
+        .to_string()
+}
+
 #[test]
 fn demo_reports_every_second_and_ends_with_the_class_table() {
-    let (ok, stdout, stderr) = run_demo(&["--seconds", "3"], &[]);
+    let profile = profile_path("demo-report");
+    let (ok, stdout, stderr) = run_demo(&["--seconds", "3", "--profile", &profile], &[]);
     assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    // It ends by writing a heap profile and saying how to open it.
+    assert!(stdout.contains(&format!("wrote {profile}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("go tool pprof -top {profile}")),
+        "{stdout}"
+    );
+    let bytes = std::fs::read(&profile).expect("the profile file");
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzipped");
+    std::fs::remove_file(&profile).unwrap();
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("s  live ")).collect();
     assert_eq!(lines.len(), 3, "one line per second:\n{stdout}");
     for (second, line) in lines.iter().enumerate() {
@@ -53,7 +71,12 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
 
 #[test]
 fn demo_with_memsentry_off_says_so() {
-    let (ok, stdout, stderr) = run_demo(&["--seconds", "1"], &[("MEMSENTRY", "off")]);
+    let profile = profile_path("demo-off");
+    let (ok, stdout, stderr) = run_demo(
+        &["--seconds", "1", "--profile", &profile],
+        &[("MEMSENTRY", "off")],
+    );
+    std::fs::remove_file(&profile).ok();
     assert!(ok, "demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("(bookkeeping off)"), "{stdout}");
     assert!(
@@ -64,9 +87,27 @@ fn demo_with_memsentry_off_says_so() {
 
 #[test]
 fn demo_refuses_bad_arguments() {
-    for args in [&["--seconds", "0"][..], &["--seconds"], &["--fast"]] {
+    for args in [
+        &["--seconds", "0"][..],
+        &["--seconds"],
+        &["--fast"],
+        &["--profile"],
+    ] {
         let (ok, _, stderr) = run_demo(args, &[]);
         assert!(!ok, "{args:?} should fail");
         assert!(stderr.contains("usage: demo"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn demo_reports_an_unwritable_profile_path() {
+    let (ok, _, stderr) = run_demo(
+        &["--seconds", "1", "--profile", "/nonexistent-dir/heap.pb.gz"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot write profile to /nonexistent-dir/heap.pb.gz"),
+        "{stderr}"
+    );
 }

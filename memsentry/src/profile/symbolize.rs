@@ -86,6 +86,10 @@ fn resolve_one(address: usize, functions: &mut HashMap<Function, Arc<Function>>)
 /// Whether a frame belongs to the allocator's machinery rather than to the program:
 /// such frames at the leaf end of a stack are trimmed.
 fn is_allocator_frame(name: &str) -> bool {
+    // The `#[global_allocator]` shims, generated in the user's crate: `my_app::_::__rust_alloc`.
+    if name.contains("::_::__rust_") {
+        return true;
+    }
     const PREFIXES: [&str; 12] = [
         "__rust_alloc",
         "__rust_dealloc",
@@ -259,6 +263,7 @@ mod tests {
     #[test]
     fn allocator_frames() {
         assert!(is_allocator_frame("__rust_alloc"));
+        assert!(is_allocator_frame("my_app::_::__rust_alloc_zeroed"));
         assert!(is_allocator_frame("alloc::alloc::exchange_malloc"));
         assert!(is_allocator_frame(
             "<memsentry::alloc::MemSentry<A> as core::alloc::global::GlobalAlloc>::alloc"
