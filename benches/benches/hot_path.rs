@@ -5,8 +5,10 @@
 //! blocks). Variants:
 //!
 //! - `jemalloc`: `tikv_jemallocator::Jemalloc` itself;
-//! - `memsentry`: `MemSentry::new()` with bookkeeping on;
-//! - `memsentry_off`: the same with bookkeeping switched off (`set_enabled(false)`).
+//! - `memsentry`: `MemSentry::new()` with bookkeeping on and sampling at the default
+//!   rate (R = 512 KiB);
+//! - `memsentry_r0`: counting only, sampling off (R = 0);
+//! - `memsentry_off`: bookkeeping switched off (`set_enabled(false)`).
 //!
 //! Each runs on 1 thread (`mix_1t`) and on 2 threads at once (`mix_2t`, each thread with
 //! its own ring; the time is the slower thread's, per operation of one thread).
@@ -27,7 +29,13 @@ fn bench_mix(c: &mut Criterion, threads: usize) {
     });
     group.bench_function("memsentry", |b| {
         memsentry::set_enabled(true);
+        memsentry::profile::set_sample_rate(memsentry::profile::DEFAULT_RATE);
         b.iter_custom(|iters| timed(&MemSentry::new(), threads, iters))
+    });
+    group.bench_function("memsentry_r0", |b| {
+        memsentry::profile::set_sample_rate(0);
+        b.iter_custom(|iters| timed(&MemSentry::new(), threads, iters));
+        memsentry::profile::set_sample_rate(memsentry::profile::DEFAULT_RATE);
     });
     group.bench_function("memsentry_off", |b| {
         memsentry::set_enabled(false);

@@ -233,7 +233,11 @@ mod tests {
     fn arguments() {
         assert_eq!(parse(&[]), Ok(Some(15)));
         assert_eq!(parse(&["--seconds", "3"]), Ok(Some(3)));
-        let args = parse_args(["--profile", "/x/heap.pb.gz", "--seconds", "2"].map(String::from));
+        let args = parse_args(
+            ["--profile", "/x/heap.pb.gz", "--seconds", "2"]
+                .map(String::from)
+                .into_iter(),
+        );
         assert_eq!(
             args,
             Ok(Some(Args {
