@@ -43,11 +43,19 @@
 //! per call over plain jemalloc. Any other `MEMSENTRY*` variable or value memsentry does not
 //! understand gets one warning on stderr and is ignored.
 //!
+//! - **[`profile`].** Allocations are sampled (one per 512 KiB allocated, on average) with
+//!   their call stacks; [`profile::heap`] turns the samples into unbiased estimates of
+//!   in-use and allocated bytes per call site, written as pprof files for `go tool pprof`.
+//!
 //! # Hot-path guarantees
 //!
-//! Code reachable from the allocator never allocates, never takes a lock and never
-//! panics; thread-locals on that path are `const`-initialised and have no destructor.
-//! The overhead over raw jemalloc is measured in `BENCHMARKS.md`.
+//! The allocator's common path (counting, the sampling countdown, the free-side filter)
+//! never allocates, never takes a lock and never panics; thread-locals on that path are
+//! `const`-initialised and have no destructor. A sampled allocation, or a free that may
+//! be of a sampled block, takes a slower path under a thread-local guard: it allocates
+//! and takes the sample table's shard locks, but nested allocations are never sampled and
+//! no lock is held while waiting for anything else. The overhead over raw jemalloc is
+//! measured in `BENCHMARKS.md`.
 //!
 //! # Limitations
 //!
