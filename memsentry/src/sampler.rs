@@ -157,8 +157,13 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize) {
         rate,
         time: now_nanos(),
     };
-    // A record already there is stale (its block was freed while bookkeeping was off):
-    // replace it, and keep the filter's count (already incremented for this address).
+    insert_live(tables, address, record);
+}
+
+/// Puts `record` in the live table and counts it in the free-side filter. A record
+/// already there is stale (its block was freed while bookkeeping was off): it is
+/// replaced, and the filter keeps its count (already incremented for this address).
+fn insert_live(tables: &Tables, address: usize, record: Record) {
     if tables.live.insert(address, record).is_none() {
         filter_insert(address);
     }
@@ -173,9 +178,7 @@ pub(crate) fn take(address: usize) -> Option<Taken> {
 
 /// Puts back a record [`take`]n for a `realloc` that failed (the block stays).
 pub(crate) fn put_back(address: usize, taken: Taken) {
-    if tables().live.insert(address, taken.0).is_none() {
-        filter_insert(address);
-    }
+    insert_live(tables(), address, taken.0);
 }
 
 /// Captures the calling stack's instruction pointers (leaf first) into `out`, skipping

@@ -86,21 +86,20 @@ pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) {
     match mode::fast() {
         Fast::Off => {}
         Fast::On => {
-            if !counters::try_record_fast(Event::Free, size, align) {
-                count_free_slow(size, align);
-            }
+            count_free_on(size, align);
             if sampler::maybe_sampled(ptr) {
                 on_maybe_sampled_free(ptr);
             }
         }
-        Fast::Unknown => {
-            if mode::active() {
-                count_free_slow(size, align);
-                if sampler::maybe_sampled(ptr) {
-                    on_maybe_sampled_free(ptr);
-                }
-            }
-        }
+        Fast::Unknown => on_free_unknown(ptr, size, align),
+    }
+}
+
+/// Counts a free of `size` bytes aligned to `align`, bookkeeping being on.
+#[inline(always)]
+fn count_free_on(size: usize, align: usize) {
+    if !counters::try_record_fast(Event::Free, size, align) {
+        count_free_slow(size, align);
     }
 }
 
@@ -108,6 +107,26 @@ pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) {
 #[inline(never)]
 fn count_free_slow(size: usize, align: usize) {
     counters::record_free(size_class::index_of(size, align), size);
+}
+
+/// [`on_free`] before the switch was read (the first calls of the process).
+#[cold]
+#[inline(never)]
+fn on_free_unknown(ptr: *mut u8, size: usize, align: usize) {
+    if count_free_unknown(size, align) && sampler::maybe_sampled(ptr) {
+        on_maybe_sampled_free(ptr);
+    }
+}
+
+/// Counts a free before the switch was read; `false` if bookkeeping turns out off.
+#[cold]
+#[inline(never)]
+fn count_free_unknown(size: usize, align: usize) -> bool {
+    let active = mode::active();
+    if active {
+        count_free_slow(size, align);
+    }
+    active
 }
 
 #[cold]
@@ -159,18 +178,13 @@ pub(crate) fn on_realloc(
         }
         on_alloc_slow(new_ptr, new_size, align);
     } else {
-        if !(mode::fast() == Fast::On && counters::try_record_fast(Event::Free, old_size, align)) {
-            count_realloc_free_slow(old_size, align);
+        // The old block's sample, if any, was taken out by `before_realloc`.
+        if mode::fast() == Fast::On {
+            count_free_on(old_size, align);
+        } else {
+            count_free_unknown(old_size, align);
         }
         on_alloc(new_ptr, new_size, align);
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn count_realloc_free_slow(size: usize, align: usize) {
-    if mode::active() {
-        count_free_slow(size, align);
     }
 }
 

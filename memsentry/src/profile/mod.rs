@@ -53,7 +53,7 @@
 mod pprof;
 mod symbolize;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -292,10 +292,16 @@ impl Profile {
             row.2 = Some(row.2.map_or(record.time, |t| t.min(record.time)));
         }
         let frames: HashMap<u32, Arc<[usize]>> = copy.stacks.into_iter().collect();
+        // Every address of the stacks that appear, once: symbolized in one pass.
+        let ips: HashSet<usize> = rows
+            .keys()
+            .filter_map(|(stack, _)| frames.get(stack))
+            .flat_map(|ips| ips.iter().copied())
+            .collect();
 
         let mut profile = Profile::empty(taken_at, sample_rate);
         profile.mappings = symbolize::mappings();
-        let mut builder = symbolize::Builder::new(&mut profile);
+        let mut builder = symbolize::Builder::new(&mut profile, &ips);
         let mut stack_index: HashMap<u32, usize> = HashMap::new();
         let mut samples = Vec::with_capacity(rows.len());
         for ((stack, size), (alloc, inuse, oldest)) in rows {

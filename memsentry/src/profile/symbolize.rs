@@ -3,7 +3,7 @@
 //!
 //! Only ever runs from [`heap`](super::heap), never in the allocator.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{Function, Location, Mapping, Profile};
@@ -28,7 +28,7 @@ const CACHE_LIMIT: usize = 1 << 16;
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
 /// Resolves `addresses` (return addresses, as captured), through the cache.
-fn resolve_all(addresses: &[usize]) -> HashMap<usize, Arc<[Line]>> {
+fn resolve_all(addresses: &HashSet<usize>) -> HashMap<usize, Arc<[Line]>> {
     let mut guard = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     let cache = guard.get_or_insert_with(Cache::default);
     if cache.addresses.len() + addresses.len() > CACHE_LIMIT {
@@ -40,7 +40,10 @@ fn resolve_all(addresses: &[usize]) -> HashMap<usize, Arc<[Line]>> {
             Some(lines) => Arc::clone(lines),
             None => {
                 let lines = resolve_one(address, &mut cache.functions);
-                cache.addresses.insert(address, Arc::clone(&lines));
+                // A dump with more addresses than the cache holds keeps only the first.
+                if cache.addresses.len() < CACHE_LIMIT {
+                    cache.addresses.insert(address, Arc::clone(&lines));
+                }
                 lines
             }
         };
@@ -117,25 +120,19 @@ pub(super) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub(super) fn new(profile: &'a mut Profile) -> Self {
+    /// A builder for stacks made of the addresses `ips` (resolved here, all at once).
+    pub(super) fn new(profile: &'a mut Profile, ips: &HashSet<usize>) -> Self {
         Builder {
             profile,
             locations: HashMap::new(),
             functions: HashMap::new(),
-            resolved: HashMap::new(),
+            resolved: resolve_all(ips),
         }
     }
 
-    /// Adds the stack `ips` (leaf first), returning its index in `profile.stacks`.
+    /// Adds the stack `ips` (leaf first, every address among those given to
+    /// [`Builder::new`]), returning its index in `profile.stacks`.
     pub(super) fn add_stack(&mut self, ips: &[usize]) -> usize {
-        let missing: Vec<usize> = ips
-            .iter()
-            .copied()
-            .filter(|ip| !self.resolved.contains_key(ip))
-            .collect();
-        if !missing.is_empty() {
-            self.resolved.extend(resolve_all(&missing));
-        }
         let mut stack = Vec::with_capacity(ips.len());
         let mut trimming = true;
         for &ip in ips {
