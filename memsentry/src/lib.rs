@@ -25,10 +25,11 @@
 //! # Concepts
 //!
 //! - **Counters.** Every allocation, free and `realloc` (a free plus an allocation) is
-//!   counted in the calling thread's own slot of a static table, per size class:
-//!   allocations, frees, requested bytes allocated and freed. Class bytes (what jemalloc
-//!   really hands out) follow from the class size. Counts are exact: nothing is lost when
-//!   threads exit or free memory allocated elsewhere.
+//!   counted in the calling thread's own slot of a static table: common requests (up to
+//!   4 KiB) per exact size, one increment, the rest per size class. Reading turns both
+//!   into per-class allocations, frees, requested bytes allocated and freed; class bytes
+//!   (what jemalloc really hands out) follow from the class size. Counts are exact:
+//!   nothing is lost when threads exit or free memory allocated elsewhere.
 //! - **Size classes.** jemalloc serves each request from a size class (8, 16, 32, 48, 64,
 //!   80, 96, 112, 128, then four per doubling); memsentry computes the class from size and
 //!   alignment by arithmetic, identical to jemalloc's `nallocx`.

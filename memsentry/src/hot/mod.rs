@@ -8,35 +8,30 @@ pub(crate) mod sampler;
 pub(crate) mod size_class;
 
 use counters::Event;
-use mode::Fast;
 
 use crate::sampler::Taken;
 
-// Each entry point below is a short inlined fast path (switch on, a slot owned by this
-// thread, a common size, no sample due, no sampled block: one relaxed load, one TLS load,
-// one table load, two single-writer adds, then the countdown or the filter) with
-// out-of-line calls for everything else.
+// Each entry point below is a short inlined fast path with out-of-line calls for
+// everything else. The fast path is: the switch is on (one load and compare), this thread
+// owns a slot and the request is common (one TLS load, two compares), one single-writer
+// increment; then, on allocation, the sampling countdown (a TLS subtract and a sign
+// test), on free, the sampled-block filter (one load).
 
 /// Bookkeeping for an allocation of `size` bytes aligned to `align` that returned `ptr`
 /// (null: the inner allocator refused).
 #[inline(always)]
 pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) {
-    match mode::fast() {
-        Fast::Off => {}
-        Fast::On if !ptr.is_null() => {
-            if !counters::try_record_fast(Event::Alloc, size, align) {
-                count_alloc_slow(size, align);
-            }
-            if sampler::due(size) {
-                on_sample_due(ptr, size);
-            }
+    if mode::is_on() && !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align) {
+        if sampler::due(size) {
+            on_sample_due(ptr, size);
         }
-        _ => on_alloc_slow(ptr, size, align),
+    } else if !mode::is_off() {
+        on_alloc_slow(ptr, size, align);
     }
 }
 
-/// Everything the fast path of [`on_alloc`] does not handle: the switch not read yet,
-/// a failed allocation.
+/// Everything the fast path of [`on_alloc`] does not handle: the switch off or not read
+/// yet, a failed allocation, a request or thread the fast counters do not cover.
 #[cold]
 #[inline(never)]
 fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
@@ -45,18 +40,14 @@ fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
     }
     if ptr.is_null() {
         counters::record_failure();
-    } else {
-        counters::record_alloc(size_class::index_of(size, align), size);
-        if sampler::due(size) {
-            on_sample_due(ptr, size);
-        }
+        return;
     }
-}
-
-#[cold]
-#[inline(never)]
-fn count_alloc_slow(size: usize, align: usize) {
-    counters::record_alloc(size_class::index_of(size, align), size);
+    if !counters::try_record_fast(Event::Alloc, size, align) {
+        counters::record_alloc(size_class::index_of(size, align), size);
+    }
+    if sampler::due(size) {
+        on_sample_due(ptr, size);
+    }
 }
 
 /// The countdown ran out: maybe record a sample for the block at `ptr`.
@@ -83,48 +74,25 @@ fn on_sample_due(ptr: *mut u8, size: usize) {
 /// can be handed out (and sampled) again.
 #[inline(always)]
 pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) {
-    match mode::fast() {
-        Fast::Off => {}
-        Fast::On => {
-            count_free_on(size, align);
-            if sampler::maybe_sampled(ptr) {
-                on_maybe_sampled_free(ptr);
-            }
-        }
-        Fast::Unknown => on_free_unknown(ptr, size, align),
-    }
-}
-
-/// Counts a free of `size` bytes aligned to `align`, bookkeeping being on.
-#[inline(always)]
-fn count_free_on(size: usize, align: usize) {
-    if !counters::try_record_fast(Event::Free, size, align) {
-        count_free_slow(size, align);
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn count_free_slow(size: usize, align: usize) {
-    counters::record_free(size_class::index_of(size, align), size);
-}
-
-/// [`on_free`] before the switch was read (the first calls of the process).
-#[cold]
-#[inline(never)]
-fn on_free_unknown(ptr: *mut u8, size: usize, align: usize) {
-    if count_free_unknown(size, align) && sampler::maybe_sampled(ptr) {
+    if count_free(size, align) && sampler::maybe_sampled(ptr) {
         on_maybe_sampled_free(ptr);
     }
 }
 
-/// Counts a free before the switch was read; `false` if bookkeeping turns out off.
+/// Counts a free of `size` bytes aligned to `align`; `false` if bookkeeping is off.
+#[inline(always)]
+fn count_free(size: usize, align: usize) -> bool {
+    (mode::is_on() && counters::try_record_fast(Event::Free, size, align))
+        || (!mode::is_off() && count_free_slow(size, align))
+}
+
+/// Everything the fast path of [`count_free`] does not handle.
 #[cold]
 #[inline(never)]
-fn count_free_unknown(size: usize, align: usize) -> bool {
+fn count_free_slow(size: usize, align: usize) -> bool {
     let active = mode::active();
-    if active {
-        count_free_slow(size, align);
+    if active && !counters::try_record_fast(Event::Free, size, align) {
+        counters::record_free(size_class::index_of(size, align), size);
     }
     active
 }
@@ -143,7 +111,7 @@ fn on_maybe_sampled_free(ptr: *mut u8) {
 /// by the call), to be put back by [`on_realloc`] if the call fails.
 #[inline(always)]
 pub(crate) fn before_realloc(ptr: *mut u8) -> Option<Taken> {
-    if mode::fast() != Fast::Off && sampler::maybe_sampled(ptr) {
+    if !mode::is_off() && sampler::maybe_sampled(ptr) {
         take_for_realloc(ptr)
     } else {
         None
@@ -169,21 +137,13 @@ pub(crate) fn on_realloc(
     new_size: usize,
     align: usize,
 ) {
-    if mode::fast() == Fast::Off {
-        return;
-    }
     if new_ptr.is_null() {
         if let Some(taken) = taken {
             put_back(old_ptr, taken);
         }
         on_alloc_slow(new_ptr, new_size, align);
-    } else {
+    } else if count_free(old_size, align) {
         // The old block's sample, if any, was taken out by `before_realloc`.
-        if mode::fast() == Fast::On {
-            count_free_on(old_size, align);
-        } else {
-            count_free_unknown(old_size, align);
-        }
         on_alloc(new_ptr, new_size, align);
     }
 }

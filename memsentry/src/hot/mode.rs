@@ -18,23 +18,17 @@ const OFF: u8 = 3;
 
 static MODE: AtomicU8 = AtomicU8::new(UNINIT);
 
-/// The switch as the hot path sees it: one `Relaxed` load.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fast {
-    On,
-    Off,
-    /// Not initialised yet (or being initialised): ask [`active`].
-    Unknown,
+/// Whether bookkeeping is on, without initialising the switch: one `Relaxed` load and
+/// a compare. `false` also before the environment was read (ask [`active`]).
+#[inline(always)]
+pub(crate) fn is_on() -> bool {
+    MODE.load(Ordering::Relaxed) == ON
 }
 
-/// One relaxed load of the switch, without initialising it.
+/// Whether bookkeeping is known to be off, without initialising the switch.
 #[inline(always)]
-pub(crate) fn fast() -> Fast {
-    match MODE.load(Ordering::Relaxed) {
-        ON => Fast::On,
-        OFF => Fast::Off,
-        _ => Fast::Unknown,
-    }
+pub(crate) fn is_off() -> bool {
+    MODE.load(Ordering::Relaxed) == OFF
 }
 
 /// Whether bookkeeping is on. The first call reads the environment.

@@ -1,0 +1,129 @@
+//! Paired, interleaved timing of the benchmark mix: the robust ratio on a noisy machine.
+//!
+//! Criterion times each variant for seconds, one after the other, so a machine whose speed
+//! drifts by ±30% within a minute (shared vCPUs) moves whole variants against each other.
+//! Here every round runs each variant once, back to back, in a fresh random order, and
+//! the ratio is taken *within* the round; the report is the median of those per-round
+//! ratios, with its interquartile range.
+//!
+//! ```text
+//! cargo run --release -p memsentry-benches --example paired -- [ROUNDS] [THREADS]
+//! ```
+//!
+//! Defaults: 201 rounds of 100,000 operations per variant, on 1 and then 2 threads.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use memsentry::MemSentry;
+use memsentry_benches::{OPS, timed};
+use tikv_jemallocator::Jemalloc;
+
+/// Criterion-style iterations per timed run: 100 × 1,000 operations.
+const ITERS: u64 = 100;
+
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    Jemalloc,
+    Memsentry,
+    R0,
+    Off,
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant::Jemalloc,
+    Variant::Memsentry,
+    Variant::R0,
+    Variant::Off,
+];
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Jemalloc => "jemalloc",
+            Variant::Memsentry => "memsentry",
+            Variant::R0 => "memsentry_r0",
+            Variant::Off => "memsentry_off",
+        }
+    }
+
+    fn run(self, threads: usize) -> Duration {
+        let rate = match self {
+            Variant::R0 => 0,
+            _ => memsentry::profile::DEFAULT_RATE,
+        };
+        memsentry::profile::set_sample_rate(rate);
+        memsentry::set_enabled(!matches!(self, Variant::Off));
+        match self {
+            Variant::Jemalloc => timed(&Jemalloc, threads, ITERS),
+            _ => timed(&MemSentry::new(), threads, ITERS),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rounds = match args.first().map(|s| s.parse::<usize>()) {
+        None => 201,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("usage: paired [ROUNDS>0] [THREADS>0]");
+            return ExitCode::from(2);
+        }
+    };
+    let thread_counts = match args.get(1).map(|s| s.parse::<usize>()) {
+        None => vec![1, 2],
+        Some(Ok(n)) if n > 0 => vec![n],
+        Some(_) => {
+            eprintln!("usage: paired [ROUNDS>0] [THREADS>0]");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    for threads in thread_counts {
+        // ratios[v][round] = time(v) / time(jemalloc) within one round.
+        let mut ratios = vec![Vec::with_capacity(rounds); VARIANTS.len()];
+        let mut base_ns = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let mut order = VARIANTS;
+            // Fisher–Yates with xorshift: a fresh order every round.
+            for i in (1..order.len()).rev() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                order.swap(i, usize::try_from(rng % (i as u64 + 1)).unwrap());
+            }
+            let mut times = [Duration::ZERO; VARIANTS.len()];
+            for variant in order {
+                times[variant as usize] = variant.run(threads);
+            }
+            let base = times[Variant::Jemalloc as usize].as_secs_f64();
+            base_ns.push(base * 1e9 / (ITERS as f64 * OPS as f64));
+            for (v, t) in times.iter().enumerate() {
+                ratios[v].push(t.as_secs_f64() / base);
+            }
+        }
+        memsentry::set_enabled(true);
+        memsentry::profile::set_sample_rate(memsentry::profile::DEFAULT_RATE);
+        let (lo, med, hi) = quartiles(&mut base_ns);
+        println!(
+            "{threads} thread(s), {rounds} rounds of {} ops: jemalloc {med:.1} ns/op (IQR {lo:.1}–{hi:.1})",
+            ITERS as usize * OPS
+        );
+        for variant in &VARIANTS[1..] {
+            let (lo, med, hi) = quartiles(&mut ratios[*variant as usize]);
+            println!(
+                "  {:<14} median ratio {med:.3}×  (IQR {lo:.3}–{hi:.3})",
+                variant.name()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// (first quartile, median, third quartile).
+fn quartiles(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: usize| values[(values.len() - 1) * q / 4];
+    (at(1), at(2), at(3))
+}
