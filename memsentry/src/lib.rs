@@ -55,8 +55,11 @@
 //! `const`-initialised and have no destructor. A sampled allocation, or a free that may
 //! be of a sampled block, takes a slower path under a thread-local guard: it allocates
 //! and takes the sample table's shard locks, but nested allocations are never sampled and
-//! no lock is held while waiting for anything else. The overhead over raw jemalloc is
-//! measured in `BENCHMARKS.md`.
+//! no lock is held while waiting for anything else. Its stack walk follows frame pointers
+//! when the program keeps them (reading only its own thread's stack mapping, found once
+//! per thread in `/proc/self/maps` with plain `read`s), DWARF call-frame information
+//! otherwise ([`profile::unwinder`]). The overhead over raw jemalloc is measured in
+//! `BENCHMARKS.md`.
 //!
 //! # Limitations
 //!
@@ -82,6 +85,7 @@ pub mod profile;
 mod sampler;
 mod snapshot;
 mod stats;
+mod unwind;
 
 pub use crate::alloc::MemSentry;
 pub use crate::snapshot::{Bytes, ClassStats, Counts, Delta, Snapshot, snapshot, totals};

@@ -141,7 +141,7 @@ fn tables() -> &'static Tables {
 #[inline(never)]
 pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize) {
     let mut frames = [0usize; MAX_FRAMES];
-    let depth = capture(&mut frames, marker);
+    let depth = crate::unwind::capture(&mut frames, marker);
     let tables = tables();
     let stack = intern(tables, &frames[..depth]);
     let weight = weight(size, rate);
@@ -179,42 +179,6 @@ pub(crate) fn take(address: usize) -> Option<Taken> {
 /// Puts back a record [`take`]n for a `realloc` that failed (the block stays).
 pub(crate) fn put_back(address: usize, taken: Taken) {
     insert_live(tables(), address, taken.0);
-}
-
-/// Captures the calling stack's instruction pointers (leaf first) into `out`, skipping
-/// the sampler's frames (see [`record`]). Returns the number captured.
-fn capture(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
-    let mut depth = 0;
-    let mut past_sampler = false;
-    // SAFETY: `trace_unsynchronized` is unsafe only because some platforms' unwinders
-    // (Windows' dbghelp) are not thread-safe; on Linux it calls libgcc's
-    // `_Unwind_Backtrace`, which is. We avoid `backtrace::trace` because it takes the
-    // crate's global lock, which a dump holds while it symbolizes (and allocates). The
-    // closure does not allocate or panic: it writes within `out`'s bounds.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            if !past_sampler {
-                // `sp` is the frame's own stack pointer (libgcc's and libunwind's
-                // `_Unwind_GetCFA` at this point of the walk): the hook's frame and the
-                // frames it called lie at or below the marker, its caller above.
-                let sp = frame.sp() as usize;
-                if sp != 0 && sp <= marker {
-                    return true;
-                }
-                past_sampler = true;
-            }
-            let ip = frame.ip() as usize;
-            if ip == 0 {
-                return false; // the outermost frame of a thread: nothing above it
-            }
-            if let Some(slot) = out.get_mut(depth) {
-                *slot = ip;
-                depth += 1;
-            }
-            depth < MAX_FRAMES
-        });
-    }
-    depth
 }
 
 fn intern(tables: &Tables, frames: &[usize]) -> u32 {

@@ -45,8 +45,9 @@
 //! # Cost
 //!
 //! Unsampled allocations pay one subtraction and one compare; unsampled frees one load
-//! from a 64 KiB filter. A sample costs a stack walk (DWARF unwinding through libgcc's
-//! `_Unwind_Backtrace`, about a microsecond or two) and a few table operations: at the
+//! from a 64 KiB filter. A sample costs a stack walk (following frame pointers where the
+//! program keeps them, a few hundred instructions; otherwise DWARF unwinding through
+//! libgcc's `_Unwind_Backtrace`, ~27,000: see [`unwinder`]) and a few table operations: at the
 //! default rate that is one sample per 512 KiB allocated. [`usage`] reports the memory the
 //! sampler's tables hold. See `BENCHMARKS.md` for measured figures.
 
@@ -61,6 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::hot::sampler;
+pub use crate::unwind::Unwinder;
 
 /// The sampling rate unless set otherwise: one sample per 512 KiB allocated, on average
 /// (Go's `MemProfileRate` default).
@@ -85,6 +87,38 @@ pub fn sample_rate() -> u64 {
 /// ```
 pub fn set_sample_rate(bytes: u64) {
     sampler::set_rate(bytes);
+}
+
+/// How samples' stacks are walked now.
+///
+/// A process starts out [`Unwinder::Checking`]: its first samples walk both the frame-pointer
+/// chain and the DWARF call-frame information and compare. If they always agree (the
+/// program keeps frame pointers: built with `-C force-frame-pointers=yes`), sampling then
+/// follows frame pointers only, about a hundred times cheaper per sample; otherwise it
+/// stays with DWARF. Frame-pointer walks exist on x86-64 only.
+///
+/// ```
+/// use memsentry::profile::{Unwinder, unwinder};
+/// assert!(matches!(unwinder(), Unwinder::Checking | Unwinder::FramePointers | Unwinder::Dwarf));
+/// ```
+#[must_use]
+pub fn unwinder() -> Unwinder {
+    crate::unwind::current()
+}
+
+/// Overrides the stack-walk choice (see [`unwinder`]): `Dwarf` where frame pointers give
+/// wrong stacks despite the check (code that keeps no frame pointer yet leaves one that
+/// looks right), `FramePointers` to skip the check, `Checking` to check again. Stacks
+/// already sampled keep the frames they were taken with.
+///
+/// ```
+/// use memsentry::profile::{Unwinder, set_unwinder, unwinder};
+/// set_unwinder(Unwinder::Dwarf);
+/// assert_eq!(unwinder(), Unwinder::Dwarf);
+/// # set_unwinder(Unwinder::Checking);
+/// ```
+pub fn set_unwinder(unwinder: Unwinder) {
+    crate::unwind::set(unwinder);
 }
 
 /// Makes sampling reproducible: threads that start sampling after this call draw their

@@ -263,9 +263,10 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
             }],
         })
         .collect();
-    let comment = vec![strings.get(
-        "memsentry heap profile; stacks by DWARF unwinding (backtrace::trace_unsynchronized)",
-    )];
+    let comment = vec![strings.get(&format!(
+        "memsentry heap profile; stacks walked by {}",
+        crate::unwind::current()
+    ))];
     let time_nanos = profile
         .taken_at
         .duration_since(UNIX_EPOCH)

@@ -1,0 +1,78 @@
+//! Stack walks for samples: the frame-pointer check, and frame-pointer and DWARF walks
+//! giving the same frames for the same call site. This suite is built with frame pointers
+//! (`.cargo/config.toml`), as memsentry recommends for production.
+
+#![allow(clippy::disallowed_types, clippy::disallowed_macros)]
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+
+use memsentry::MemSentry;
+use memsentry::profile::{self, Unwinder};
+
+#[global_allocator]
+static GLOBAL: MemSentry = MemSentry::new();
+
+const BLOCKS: usize = 64;
+
+#[inline(never)]
+fn walked_site(count: usize) -> Vec<Box<[u8]>> {
+    (0..count)
+        .map(|_| black_box(vec![2u8; 520]).into_boxed_slice())
+        .collect()
+}
+
+#[inline(never)]
+fn walked_caller(count: usize) -> Vec<Box<[u8]>> {
+    black_box(walked_site(count))
+}
+
+#[test]
+fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
+    profile::set_sample_rate(1);
+    let mut kept = Vec::new();
+    for unwinder in [Unwinder::Checking, Unwinder::FramePointers, Unwinder::Dwarf] {
+        profile::set_unwinder(unwinder);
+        // One call site for every round: the same return addresses on every stack.
+        kept.push(walked_caller(BLOCKS));
+        if unwinder == Unwinder::Checking && cfg!(target_arch = "x86_64") {
+            assert_eq!(
+                profile::unwinder(),
+                Unwinder::FramePointers,
+                "{BLOCKS} samples checked against DWARF; is the suite still built with \
+                 `-C force-frame-pointers=yes` (.cargo/config.toml, or RUSTFLAGS overriding it)?"
+            );
+        }
+    }
+    profile::set_sample_rate(0);
+    let heap = profile::heap();
+    profile::set_sample_rate(profile::DEFAULT_RATE);
+    profile::set_unwinder(Unwinder::Checking);
+
+    // Frames from the allocating site up to this test, per row through the site.
+    let mut walks = BTreeSet::new();
+    let mut samples = 0;
+    for sample in heap.samples() {
+        let names: Vec<String> = heap.frames(sample).map(|f| f.function.to_owned()).collect();
+        if !names.iter().any(|n| n.ends_with("walked_site")) || sample.size != 520 {
+            continue;
+        }
+        samples += sample.inuse.samples;
+        let test = names
+            .iter()
+            .position(|n| n.contains("frame_pointers_are_checked"))
+            .unwrap_or_else(|| panic!("the walk reaches the test function: {names:#?}"));
+        walks.insert(names[..=test].to_vec());
+    }
+    assert_eq!(samples, 3 * BLOCKS as u64, "every block sampled (R = 1)");
+    assert_eq!(
+        walks.len(),
+        1,
+        "frame pointers and DWARF walk the same frames: {walks:#?}"
+    );
+    let walk = walks.first().unwrap();
+    let caller = walk.iter().position(|n| n.ends_with("walked_caller"));
+    let site = walk.iter().position(|n| n.ends_with("walked_site"));
+    assert!(site < caller, "leaf first: {walk:#?}");
+    drop(kept);
+}
