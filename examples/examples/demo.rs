@@ -123,6 +123,10 @@ fn main() -> ExitCode {
         Bytes(usage.bytes as u64),
         Bytes(usage.sample_rate),
     );
+    println!(
+        "\n{}",
+        heap.top(memsentry::profile::SampleType::InuseSpace, 8)
+    );
     if let Err(error) = heap.write_pprof(&profile) {
         eprintln!("demo: {error}");
         return ExitCode::FAILURE;

@@ -33,6 +33,12 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
         stdout.contains(&format!("go tool pprof -top {profile}")),
         "{stdout}"
     );
+    // And prints the profile's top in-use functions.
+    assert!(stdout.contains("inuse_space: "), "{stdout}");
+    assert!(
+        stdout.contains("      flat  flat%   sum%        cum   cum%  function"),
+        "{stdout}"
+    );
     let bytes = std::fs::read(&profile).expect("the profile file");
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzipped");
     std::fs::remove_file(&profile).unwrap();

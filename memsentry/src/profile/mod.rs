@@ -53,6 +53,9 @@
 
 mod pprof;
 mod symbolize;
+mod views;
+
+pub use views::{SampleType, Top, TopRow, UnknownSampleType};
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -231,6 +234,8 @@ pub(crate) struct Mapping {
 pub struct Profile {
     taken_at: SystemTime,
     sample_rate: u64,
+    /// How stacks were being walked when the profile was taken.
+    unwinder: Unwinder,
     samples: Vec<Sample>,
     /// Location indices, leaf first.
     stacks: Vec<Vec<usize>>,
@@ -292,6 +297,7 @@ impl Profile {
         Profile {
             taken_at,
             sample_rate,
+            unwinder: unwinder(),
             samples: Vec::new(),
             stacks: Vec::new(),
             locations: Vec::new(),
@@ -377,6 +383,13 @@ impl Profile {
     #[must_use]
     pub fn sample_rate(&self) -> u64 {
         self.sample_rate
+    }
+
+    /// How samples' stacks were being walked when the profile was taken (see
+    /// [`unwinder`](fn@unwinder)).
+    #[must_use]
+    pub fn unwinder(&self) -> Unwinder {
+        self.unwinder
     }
 
     /// The rows: one per (call stack, block size), largest in-use bytes first.

@@ -265,7 +265,7 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
         .collect();
     let comment = vec![strings.get(&format!(
         "memsentry heap profile; stacks walked by {}",
-        crate::unwind::current()
+        profile.unwinder
     ))];
     let time_nanos = profile
         .taken_at

@@ -30,6 +30,7 @@ fn constructed() -> Profile {
     Profile {
         taken_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
         sample_rate: 4096,
+        unwinder: Unwinder::Dwarf,
         samples: vec![
             Sample {
                 stack: 0,
@@ -96,6 +97,10 @@ fn pprof_round_trip() {
     assert_eq!(message.period, 4096);
     assert_eq!(s(message.default_sample_type), "inuse_space");
     assert_eq!(message.time_nanos, 1_000_000_000);
+    assert_eq!(
+        s(message.comment[0]),
+        "memsentry heap profile; stacks walked by DWARF"
+    );
 
     assert_eq!(message.sample.len(), 2);
     assert_eq!(message.sample[0].value, [130, 8346, 65, 4134]);
@@ -207,4 +212,87 @@ fn recorded_samples_show_up_symbolized() {
         .map(|s| s.inuse.samples)
         .sum();
     assert_eq!(still, 0);
+}
+
+#[test]
+fn folded_lines_are_exact() {
+    let profile = constructed();
+    assert_eq!(
+        profile.folded(SampleType::AllocSpace),
+        "0x3000;leaf 24576\nmain;inner;leaf 8346\n"
+    );
+    assert_eq!(
+        profile.folded(SampleType::AllocObjects),
+        "0x3000;leaf 3\nmain;inner;leaf 130\n"
+    );
+    // The second stack has nothing in use: left out.
+    assert_eq!(
+        profile.folded(SampleType::InuseSpace),
+        "main;inner;leaf 4134\n"
+    );
+    assert_eq!(
+        profile.folded(SampleType::InuseObjects),
+        "main;inner;leaf 65\n"
+    );
+}
+
+#[test]
+fn folded_names_never_split_a_frame() {
+    let mut profile = constructed();
+    profile.functions[1].name = "<[u8; 4] as demo::Fill>::fill".into();
+    assert_eq!(
+        profile.folded(SampleType::InuseSpace),
+        "main;<[u8: 4] as demo::Fill>::fill;leaf 4134\n"
+    );
+}
+
+#[test]
+fn top_report_numbers_are_exact() {
+    let top = constructed().top(SampleType::AllocSpace, 10);
+    assert_eq!(top.total(), 8345.6 + 24576.0);
+    let rows: Vec<(&str, f64, f64)> = top
+        .rows()
+        .iter()
+        .map(|r| (r.function.as_str(), r.flat, r.cum))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("leaf", 32921.6, 32921.6),
+            ("0x3000", 0.0, 24576.0),
+            ("inner", 0.0, 8345.6),
+            ("main", 0.0, 8345.6),
+        ]
+    );
+    let text = top.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "alloc_space: 32.2 KiB total");
+    assert_eq!(
+        lines[1],
+        "      flat  flat%   sum%        cum   cum%  function"
+    );
+    assert_eq!(lines[2], "  32.2 KiB 100.0% 100.0%   32.2 KiB 100.0%  leaf");
+    assert_eq!(
+        lines[3],
+        "       0 B   0.0% 100.0%   24.0 KiB  74.7%  0x3000"
+    );
+    assert_eq!(lines.len(), 6);
+
+    let objects = constructed().top(SampleType::InuseObjects, 1);
+    assert_eq!(objects.rows().len(), 1, "limited to one row");
+    assert_eq!(objects.total(), 64.6, "the total covers every row");
+    assert!(
+        objects.to_string().contains("65 100.0% 100.0%"),
+        "{objects}"
+    );
+}
+
+#[test]
+fn sample_types_parse_and_print() {
+    for t in SampleType::ALL {
+        assert_eq!(t.name().parse::<SampleType>(), Ok(t));
+        assert_eq!(t.to_string(), t.name());
+    }
+    let error = "inuse".parse::<SampleType>().unwrap_err();
+    assert!(error.to_string().contains("\"inuse\""), "{error}");
 }
