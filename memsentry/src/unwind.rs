@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use crate::sampler::MAX_FRAMES;
 
 /// Samples that walk both ways before the frame-pointer walk is trusted.
-pub(crate) const CHECKS: u32 = 16;
+const CHECKS: u32 = 16;
 /// Frames the DWARF walk may find beyond the frame-pointer walk's outermost one.
 const OUTER_SLACK: usize = 3;
 

@@ -265,6 +265,17 @@ impl SlackCell {
     }
 }
 
+impl Shard {
+    /// The per-exact-size counts `event` increments.
+    #[inline(always)]
+    fn exact(&self, event: Event) -> &[AtomicU64; EXACT_LEN] {
+        match event {
+            Event::Alloc => &self.exact_allocations,
+            Event::Free => &self.exact_frees,
+        }
+    }
+}
+
 impl ClassCell {
     /// The (count, bytes) counters `event` increments.
     #[inline(always)]
@@ -305,12 +316,8 @@ pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
     if align > 8 || size > EXACT_MAX {
         return false;
     }
-    let counts = match event {
-        Event::Alloc => &shard.exact_allocations,
-        Event::Free => &shard.exact_frees,
-    };
     // In bounds: size <= EXACT_MAX (the compiler sees it and drops the check).
-    add_owned(&counts[size], 1);
+    add_owned(&shard.exact(event)[size], 1);
     true
 }
 
@@ -382,11 +389,7 @@ pub(crate) fn read_into(out: &mut [ClassSums; NUM_CLASSES]) {
     let mut allocations = [(0u64, 0u64, 0u64); NUM_CLASSES];
     for (event, sums) in [(Event::Free, &mut frees), (Event::Alloc, &mut allocations)] {
         for shard in shards() {
-            let exact = match event {
-                Event::Alloc => &shard.exact_allocations,
-                Event::Free => &shard.exact_frees,
-            };
-            for (size, count) in exact.iter().enumerate() {
+            for (size, count) in shard.exact(event).iter().enumerate() {
                 let count = count.load(Ordering::Acquire);
                 if count != 0 {
                     // Alignment at most 8 never moves a request to another class.

@@ -11,15 +11,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-use super::Profile;
-
-/// The sample types, in value order.
-pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
-    ("alloc_objects", "count"),
-    ("alloc_space", "bytes"),
-    ("inuse_objects", "count"),
-    ("inuse_space", "bytes"),
-];
+use super::{Profile, SampleType};
 
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct PProfile {
@@ -179,11 +171,12 @@ fn round(value: f64) -> i64 {
 /// Builds the `profile.proto` message for `profile`.
 pub(crate) fn to_message(profile: &Profile) -> PProfile {
     let mut strings = Strings::new();
-    let sample_type = SAMPLE_TYPES
+    // Values follow `SampleType::ALL`'s order, pprof's for heap profiles.
+    let sample_type = SampleType::ALL
         .iter()
-        .map(|(kind, unit)| ValueType {
-            r#type: strings.get(kind),
-            unit: strings.get(unit),
+        .map(|t| ValueType {
+            r#type: strings.get(t.name()),
+            unit: strings.get(t.unit()),
         })
         .collect();
     let period_type = Some(ValueType {
@@ -191,7 +184,7 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
         unit: strings.get("bytes"),
     });
     let bytes_key = strings.get("bytes");
-    let default_sample_type = strings.get("inuse_space");
+    let default_sample_type = strings.get(SampleType::default().name());
 
     let mapping = profile
         .mappings
@@ -249,12 +242,7 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
                 .iter()
                 .map(|&l| l as u64 + 1)
                 .collect(),
-            value: vec![
-                round(s.alloc.objects),
-                round(s.alloc.bytes),
-                round(s.inuse.objects),
-                round(s.inuse.bytes),
-            ],
+            value: SampleType::ALL.iter().map(|t| round(t.value(s))).collect(),
             label: vec![Label {
                 key: bytes_key,
                 str: 0,

@@ -54,6 +54,11 @@ impl SampleType {
         matches!(self, SampleType::InuseSpace | SampleType::AllocSpace)
     }
 
+    /// The pprof unit: `bytes` or `count`.
+    pub(crate) const fn unit(self) -> &'static str {
+        if self.is_space() { "bytes" } else { "count" }
+    }
+
     /// This type's estimate in `sample`.
     #[must_use]
     pub fn value(self, sample: &Sample) -> f64 {
