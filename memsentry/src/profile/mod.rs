@@ -51,10 +51,15 @@
 //! default rate that is one sample per 512 KiB allocated. [`usage`] reports the memory the
 //! sampler's tables hold. See `BENCHMARKS.md` for measured figures.
 
+mod diff;
+pub mod dump;
+#[cfg(feature = "flamegraph")]
+mod flamegraph;
 mod pprof;
 mod symbolize;
 mod views;
 
+pub use diff::DiffError;
 pub use views::{SampleType, Top, TopRow, UnknownSampleType};
 
 use std::collections::{HashMap, HashSet};
@@ -190,6 +195,10 @@ pub struct Sample {
     /// How long the oldest of those blocks' samples has been alive: a site whose blocks
     /// only ever get older is a leak candidate. `None` without live samples.
     pub oldest: Option<Duration>,
+    /// In a [diff](Profile::diff): the base profile's in-use estimate for this row (zero
+    /// if the row was not in the base), so `inuse − base_inuse` is the change. `None` in
+    /// a profile that is not a diff.
+    pub base_inuse: Option<Estimate>,
 }
 
 /// One frame of a call stack, inlined frames included.
@@ -227,6 +236,43 @@ pub(crate) struct Mapping {
     pub(crate) limit: u64,
     pub(crate) offset: u64,
     pub(crate) file: String,
+    /// The file's GNU build ID in hex; empty if it has none.
+    pub(crate) build_id: String,
+}
+
+/// Where a profile's addresses become function names, files and lines.
+///
+/// ```rust,standalone_crate
+/// # #[global_allocator]
+/// # static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+/// use memsentry::profile::{self, Symbolization};
+/// let profile = profile::heap_with(Symbolization::Offline);
+/// assert_eq!(profile.symbolization(), Symbolization::Offline);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Symbolization {
+    /// In this process, when the profile is taken (the default): every view shows
+    /// names. Costs the time and memory measured in `BENCHMARKS.md`, with a bounded
+    /// cache that makes later profiles cheaper.
+    #[default]
+    InProcess,
+    /// Not at all: the profile keeps addresses, with each binary's mapping and GNU build
+    /// ID, for `go tool pprof BINARY PROFILE` (or a continuous-profiling backend) to
+    /// symbolize later, against the same binary or its separate debug info. The cheap
+    /// choice for stripped binaries and for frequent dumps. Views in this process show
+    /// `0x…` addresses. The allocator's own frames, which only names reveal, are left
+    /// for the reader to drop: the pprof file lists them in `drop_frames`.
+    Offline,
+}
+
+impl fmt::Display for Symbolization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Symbolization::InProcess => "in-process",
+            Symbolization::Offline => "offline",
+        })
+    }
 }
 
 /// A heap profile: see the [module docs](self).
@@ -236,6 +282,9 @@ pub struct Profile {
     sample_rate: u64,
     /// How stacks were being walked when the profile was taken.
     unwinder: Unwinder,
+    symbolization: Symbolization,
+    /// Set in a diff: the profile it was taken against.
+    base: Option<diff::Base>,
     samples: Vec<Sample>,
     /// Location indices, leaf first.
     stacks: Vec<Vec<usize>>,
@@ -281,6 +330,13 @@ impl std::error::Error for ProfileError {
 /// Allocations made while the profile is built are counted but not sampled.
 #[must_use]
 pub fn heap() -> Profile {
+    heap_with(Symbolization::InProcess)
+}
+
+/// [`heap`], symbolized as `symbolization` says: [`Symbolization::Offline`] skips
+/// symbolization, for a cheaper dump that `go tool pprof BINARY PROFILE` symbolizes.
+#[must_use]
+pub fn heap_with(symbolization: Symbolization) -> Profile {
     let taken_at = SystemTime::now();
     let sample_rate = sampler::rate();
     let Some(_guard) = sampler::Guard::enter() else {
@@ -289,7 +345,7 @@ pub fn heap() -> Profile {
     };
     let now = sampler::now_nanos();
     let copy = crate::sampler::read();
-    Profile::build(taken_at, now, sample_rate, copy)
+    Profile::build(taken_at, now, sample_rate, copy, symbolization)
 }
 
 impl Profile {
@@ -298,6 +354,8 @@ impl Profile {
             taken_at,
             sample_rate,
             unwinder: unwinder(),
+            symbolization: Symbolization::InProcess,
+            base: None,
             samples: Vec::new(),
             stacks: Vec::new(),
             locations: Vec::new(),
@@ -311,6 +369,7 @@ impl Profile {
         now: u64,
         sample_rate: u64,
         copy: crate::sampler::TableCopy,
+        symbolization: Symbolization,
     ) -> Profile {
         let mut rows: HashMap<(u32, usize), (Estimate, Estimate, Option<u64>)> =
             HashMap::with_capacity(copy.cumulative.len());
@@ -333,13 +392,17 @@ impl Profile {
         }
         let frames: HashMap<u32, Arc<[usize]>> = copy.stacks.into_iter().collect();
         // Every address of the stacks that appear, once: symbolized in one pass.
-        let ips: HashSet<usize> = rows
-            .keys()
-            .filter_map(|(stack, _)| frames.get(stack))
-            .flat_map(|ips| ips.iter().copied())
-            .collect();
+        let ips: HashSet<usize> = match symbolization {
+            Symbolization::InProcess => rows
+                .keys()
+                .filter_map(|(stack, _)| frames.get(stack))
+                .flat_map(|ips| ips.iter().copied())
+                .collect(),
+            Symbolization::Offline => HashSet::new(),
+        };
 
         let mut profile = Profile::empty(taken_at, sample_rate);
+        profile.symbolization = symbolization;
         profile.mappings = symbolize::mappings();
         let mut builder = symbolize::Builder::new(&mut profile, &ips);
         let mut stack_index: HashMap<u32, usize> = HashMap::new();
@@ -357,20 +420,31 @@ impl Profile {
                 alloc,
                 inuse,
                 oldest: oldest.map(|t| Duration::from_nanos(now.saturating_sub(t))),
+                base_inuse: None,
             });
         }
         drop(builder);
-        // Largest in-use first, then largest allocated: stable output for readers.
-        samples.sort_by(|a, b| {
-            b.inuse
-                .bytes
-                .total_cmp(&a.inuse.bytes)
-                .then(b.alloc.bytes.total_cmp(&a.alloc.bytes))
+        profile.samples = samples;
+        profile.sort_samples();
+        profile
+    }
+
+    /// Orders the rows for readers: largest in-use first (in a diff, largest growth),
+    /// then largest allocated.
+    fn sort_samples(&mut self) {
+        let key = |s: &Sample| {
+            let base = s.base_inuse.map_or(0.0, |b| b.bytes);
+            (s.inuse.bytes - base, s.alloc.bytes)
+        };
+        self.samples.sort_by(|a, b| {
+            let (a_key, b_key) = (key(a), key(b));
+            b_key
+                .0
+                .total_cmp(&a_key.0)
+                .then(b_key.1.total_cmp(&a_key.1))
                 .then(a.stack.cmp(&b.stack))
                 .then(a.size.cmp(&b.size))
         });
-        profile.samples = samples;
-        profile
     }
 
     /// When the profile was taken.
@@ -392,7 +466,26 @@ impl Profile {
         self.unwinder
     }
 
-    /// The rows: one per (call stack, block size), largest in-use bytes first.
+    /// How the profile's addresses were (or are to be) symbolized.
+    #[must_use]
+    pub fn symbolization(&self) -> Symbolization {
+        self.symbolization
+    }
+
+    /// Whether this profile is a [diff](Profile::diff).
+    #[must_use]
+    pub fn is_diff(&self) -> bool {
+        self.base.is_some()
+    }
+
+    /// In a [diff](Profile::diff): when its base was taken.
+    #[must_use]
+    pub fn base_taken_at(&self) -> Option<SystemTime> {
+        self.base.map(|b| b.taken_at)
+    }
+
+    /// The rows: one per (call stack, block size), largest in-use bytes first (in a diff,
+    /// largest growth first).
     #[must_use]
     pub fn samples(&self) -> &[Sample] {
         &self.samples
@@ -458,7 +551,8 @@ impl Profile {
         })
     }
 
-    /// Totals over all samples: (allocated since start, in use now).
+    /// Totals over all samples: (allocated since start, in use now); in a diff,
+    /// (allocated since the base, in use now).
     #[must_use]
     pub fn totals(&self) -> (Estimate, Estimate) {
         let mut alloc = Estimate::default();
@@ -477,16 +571,7 @@ impl Profile {
     ///
     /// [`ProfileError::Write`], naming `path`, if the file cannot be created or written.
     pub fn write_pprof(&self, path: impl AsRef<Path>) -> Result<(), ProfileError> {
-        let path = path.as_ref();
-        let error = |source| ProfileError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = std::fs::File::create(path).map_err(error)?;
-        let mut writer = io::BufWriter::new(file);
-        self.encode_pprof(&mut writer).map_err(error)?;
-        let file = writer.into_inner().map_err(|e| error(e.into_error()))?;
-        file.sync_all().map_err(error)
+        write_file(path.as_ref(), |writer| self.encode_pprof(writer))
     }
 
     /// Encodes the profile as gzipped pprof into `writer`.
@@ -497,6 +582,22 @@ impl Profile {
     pub fn encode_pprof<W: io::Write>(&self, writer: W) -> io::Result<()> {
         pprof::encode(self, writer)
     }
+}
+
+/// Creates `path` and fills it with `write`, buffered, then syncs it to disk.
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut io::BufWriter<std::fs::File>) -> io::Result<()>,
+) -> Result<(), ProfileError> {
+    let error = |source| ProfileError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(error)?;
+    let mut writer = io::BufWriter::new(file);
+    write(&mut writer).map_err(error)?;
+    let file = writer.into_inner().map_err(|e| error(e.into_error()))?;
+    file.sync_all().map_err(error)
 }
 
 #[cfg(test)]

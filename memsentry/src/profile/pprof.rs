@@ -11,7 +11,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-use super::{Profile, SampleType};
+use super::{Profile, SampleType, Symbolization};
 
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct PProfile {
@@ -164,15 +164,21 @@ impl Strings {
 
 /// Rounds an estimate to the nearest integer for pprof's `int64` values.
 fn round(value: f64) -> i64 {
-    // Saturating cast; estimates are finite and non-negative.
+    // Saturating cast of a finite estimate (negative in a diff).
     value.round() as i64
 }
 
 /// Builds the `profile.proto` message for `profile`.
 pub(crate) fn to_message(profile: &Profile) -> PProfile {
     let mut strings = Strings::new();
-    // Values follow `SampleType::ALL`'s order, pprof's for heap profiles.
-    let sample_type = SampleType::ALL
+    // Values follow `SampleType::ALL`'s order, pprof's for heap profiles; a heap profile
+    // has the first four, a diff also the changes of the in-use values.
+    let types = if profile.base.is_some() {
+        &SampleType::ALL[..]
+    } else {
+        &SampleType::ALL[..4]
+    };
+    let sample_type = types
         .iter()
         .map(|t| ValueType {
             r#type: strings.get(t.name()),
@@ -184,7 +190,17 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
         unit: strings.get("bytes"),
     });
     let bytes_key = strings.get("bytes");
-    let default_sample_type = strings.get(SampleType::default().name());
+    let symbolized = profile.symbolization == Symbolization::InProcess;
+    let drop_frames = if symbolized {
+        0
+    } else {
+        strings.get(&super::symbolize::allocator_frames_regex())
+    };
+    let default_sample_type = strings.get(if profile.base.is_some() {
+        SampleType::InuseSpaceChange.name()
+    } else {
+        SampleType::default().name()
+    });
 
     let mapping = profile
         .mappings
@@ -196,11 +212,12 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
             memory_limit: m.limit,
             file_offset: m.offset,
             filename: strings.get(&m.file),
-            build_id: 0,
-            has_functions: true,
-            has_filenames: true,
-            has_line_numbers: true,
-            has_inline_frames: true,
+            build_id: strings.get(&m.build_id),
+            // Offline: nothing symbolized, so pprof symbolizes these mappings.
+            has_functions: symbolized,
+            has_filenames: symbolized,
+            has_line_numbers: symbolized,
+            has_inline_frames: symbolized,
         })
         .collect();
     let function = profile
@@ -222,7 +239,9 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
         .map(|(i, l)| PLocation {
             id: i as u64 + 1,
             mapping_id: l.mapping.map_or(0, |m| m as u64 + 1),
-            address: l.address,
+            // Stacks hold return addresses; pprof symbolizes the address it is given,
+            // so give it the call instruction's (its last byte, as `backtrace` does).
+            address: l.address.saturating_sub(1),
             line: l
                 .lines
                 .iter()
@@ -242,7 +261,7 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
                 .iter()
                 .map(|&l| l as u64 + 1)
                 .collect(),
-            value: SampleType::ALL.iter().map(|t| round(t.value(s))).collect(),
+            value: types.iter().map(|t| round(t.value(s))).collect(),
             label: vec![Label {
                 key: bytes_key,
                 str: 0,
@@ -251,10 +270,21 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
             }],
         })
         .collect();
-    let comment = vec![strings.get(&format!(
+    let mut comment = vec![strings.get(&format!(
         "memsentry heap profile; stacks walked by {}",
         profile.unwinder
     ))];
+    if let Some(base) = profile.base {
+        let earlier = profile
+            .taken_at
+            .duration_since(base.taken_at)
+            .unwrap_or_default();
+        comment.push(strings.get(&format!(
+            "diff against a base taken {:.1} s earlier: alloc_* are allocations since the \
+             base, inuse_* what is in use now, inuse_*_change the change since the base",
+            earlier.as_secs_f64()
+        )));
+    }
     let time_nanos = profile
         .taken_at
         .duration_since(UNIX_EPOCH)
@@ -266,7 +296,7 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
         location,
         function,
         string_table: strings.table,
-        drop_frames: 0,
+        drop_frames,
         keep_frames: 0,
         time_nanos,
         duration_nanos: 0,

@@ -86,28 +86,78 @@ fn resolve_one(address: usize, functions: &mut HashMap<Function, Arc<Function>>)
     lines.into()
 }
 
+/// The `#[global_allocator]` shims, generated in the user's crate: `my_app::_::__rust_alloc`.
+const SHIM: &str = "::_::__rust_";
+
+/// Names of the allocator's machinery, by prefix.
+const ALLOCATOR_PREFIXES: [&str; 12] = [
+    "__rust_alloc",
+    "__rust_dealloc",
+    "__rust_realloc",
+    "__rustc::",
+    "__rdl_",
+    "__rg_",
+    "alloc::alloc::",
+    "<alloc::alloc::Global as core::alloc::Allocator>",
+    "memsentry::hot::",
+    "memsentry::sampler::",
+    "<memsentry::alloc::MemSentry",
+    "backtrace::",
+];
+
+/// Source files of the allocator's machinery: memsentry's modules of the prefixes above,
+/// and std's `alloc::alloc`.
+const ALLOCATOR_FILES: [&str; 4] = ["hot/", "sampler.rs", "alloc.rs", "unwind.rs"];
+
 /// Whether a frame belongs to the allocator's machinery rather than to the program:
 /// such frames at the leaf end of a stack are trimmed.
-fn is_allocator_frame(name: &str) -> bool {
-    // The `#[global_allocator]` shims, generated in the user's crate: `my_app::_::__rust_alloc`.
-    if name.contains("::_::__rust_") {
+///
+/// By name, and also by file: a binary built with `debug = "line-tables-only"` names
+/// inlined frames without their path (`on_alloc`, `alloc_impl`), but their files say
+/// whose code they are.
+fn is_allocator_frame(name: &str, file: &str) -> bool {
+    name.contains(SHIM)
+        || ALLOCATOR_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        || is_allocator_file(file)
+}
+
+/// `…/memsentry[-VERSION]/src/{hot/…,sampler.rs,alloc.rs,unwind.rs}` or std's
+/// `…/library/alloc/src/alloc.rs`.
+fn is_allocator_file(file: &str) -> bool {
+    let file = file.replace('\\', "/");
+    if file.ends_with("library/alloc/src/alloc.rs") {
         return true;
     }
-    const PREFIXES: [&str; 12] = [
-        "__rust_alloc",
-        "__rust_dealloc",
-        "__rust_realloc",
-        "__rustc::",
-        "__rdl_",
-        "__rg_",
-        "alloc::alloc::",
-        "<alloc::alloc::Global as core::alloc::Allocator>",
-        "memsentry::hot::",
-        "memsentry::sampler::",
-        "<memsentry::alloc::MemSentry",
-        "backtrace::",
-    ];
-    PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+    file.match_indices("/src/").any(|(at, _)| {
+        let crate_dir = file[..at].rsplit('/').next().unwrap_or("");
+        let rest = &file[at + "/src/".len()..];
+        (crate_dir == "memsentry" || crate_dir.starts_with("memsentry-"))
+            && ALLOCATOR_FILES.iter().any(|f| rest.starts_with(f))
+    })
+}
+
+/// [`is_allocator_frame`] as a regular expression (RE2 syntax, matched against whole
+/// names), for pprof's `drop_frames`: readers that symbolize an offline profile drop
+/// these frames and everything they call, as this process trims them.
+pub(super) fn allocator_frames_regex() -> String {
+    let escape = |s: &str| {
+        s.chars().fold(String::new(), |mut out, c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                out.push('\\');
+            }
+            out.push(c);
+            out
+        })
+    };
+    let mut alternatives = vec![format!(".*{}.*", escape(SHIM))];
+    alternatives.extend(
+        ALLOCATOR_PREFIXES
+            .iter()
+            .map(|p| format!("{}.*", escape(p))),
+    );
+    alternatives.join("|")
 }
 
 /// Adds stacks to a profile, sharing locations and functions between them.
@@ -145,7 +195,7 @@ impl<'a> Builder<'a> {
             if trimming {
                 skip = lines
                     .iter()
-                    .take_while(|line| is_allocator_frame(&line.function.name))
+                    .take_while(|line| is_allocator_frame(&line.function.name, &line.function.file))
                     .count();
                 if skip == lines.len() && !lines.is_empty() {
                     continue; // wholly the allocator's
@@ -202,6 +252,7 @@ pub(super) fn mappings() -> Vec<Mapping> {
         .ok()
         .map(|path| path.display().to_string());
     let mut mappings: Vec<Mapping> = maps.lines().filter_map(parse_maps_line).collect();
+    mappings.iter_mut().for_each(complete);
     // Stable: keeps address order within each group.
     mappings.sort_by_key(|m| Some(&m.file) != exe.as_ref());
     mappings
@@ -223,7 +274,80 @@ fn parse_maps_line(line: &str) -> Option<Mapping> {
         limit: u64::from_str_radix(limit, 16).ok()?,
         offset: u64::from_str_radix(offset, 16).ok()?,
         file: file.to_owned(),
+        build_id: String::new(),
     })
+}
+
+/// What pprof needs from a mapped ELF file besides its name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ElfInfo {
+    /// The GNU build ID in hex; empty if it has none.
+    build_id: String,
+    /// File offsets where executable `PT_LOAD` segments begin.
+    exec_offsets: Vec<u64>,
+}
+
+/// ELF facts by file, read once per process (a mapped file does not change under it).
+static ELF_INFO: Mutex<Option<HashMap<String, ElfInfo>>> = Mutex::new(None);
+
+/// The facts of the ELF file at `path`; empty if it cannot be read. Reads only the
+/// headers and the note, not the whole file.
+fn elf_info(path: &str) -> ElfInfo {
+    let mut guard = ELF_INFO.lock().unwrap_or_else(PoisonError::into_inner);
+    let known = guard.get_or_insert_with(HashMap::new);
+    if let Some(info) = known.get(path) {
+        return info.clone();
+    }
+    let info = read_elf_info(path).unwrap_or_default();
+    known.insert(path.to_owned(), info.clone());
+    info
+}
+
+fn read_elf_info(path: &str) -> Option<ElfInfo> {
+    use object::{Object as _, ObjectSegment as _, SegmentFlags};
+    let cache = object::ReadCache::new(std::fs::File::open(path).ok()?);
+    let file = object::File::parse(&cache).ok()?;
+    let build_id = file
+        .build_id()
+        .ok()
+        .flatten()
+        .map(|id| id.iter().map(|byte| format!("{byte:02x}")).collect())
+        .unwrap_or_default();
+    let exec_offsets = file
+        .segments()
+        .filter(|segment| {
+            matches!(
+                segment.flags(),
+                SegmentFlags::Elf { p_flags, .. } if p_flags.contains(object::elf::PF_X)
+            )
+        })
+        .map(|segment| segment.file_range().0)
+        .collect();
+    Some(ElfInfo {
+        build_id,
+        exec_offsets,
+    })
+}
+
+/// Fills in `mapping`'s build ID, and makes it start where its executable segment
+/// starts. The kernel maps whole pages, so a segment that does not begin on a page
+/// boundary (common with lld, and with GNU ld for small binaries) begins a little after
+/// the mapping. A reader that computes the load bias from the segment's virtual
+/// address (Go's `go tool pprof` does) is then off by that little, unless the mapping
+/// says precisely where the segment is; the bytes before it are padding, no code.
+fn complete(mapping: &mut Mapping) {
+    let info = elf_info(&mapping.file);
+    let len = mapping.limit - mapping.start;
+    if let Some(&segment) = info
+        .exec_offsets
+        .iter()
+        .filter(|&&o| o >= mapping.offset && o - mapping.offset < len)
+        .min()
+    {
+        mapping.start += segment - mapping.offset;
+        mapping.offset = segment;
+    }
+    mapping.build_id = info.build_id;
 }
 
 #[cfg(test)]
@@ -258,14 +382,86 @@ mod tests {
     }
 
     #[test]
+    fn build_ids_match_readelf() {
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        let id = elf_info(&exe).build_id;
+        // The test binary is linked by cc, which adds a build ID on Debian and most
+        // distributions; `readelf -n` prints it as "Build ID: <hex>".
+        let readelf = std::process::Command::new("readelf")
+            .args(["-n", &exe])
+            .output()
+            .expect("readelf (binutils) is installed with gcc");
+        let notes = String::from_utf8_lossy(&readelf.stdout);
+        let expected = notes
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Build ID: "))
+            .expect("the test binary has a build ID");
+        assert_eq!(id, expected);
+        assert_eq!(mappings()[0].build_id, expected);
+        assert_eq!(elf_info("/nonexistent/binary"), ElfInfo::default());
+    }
+
+    #[test]
+    fn mappings_start_at_their_executable_segment() {
+        let exe = std::env::current_exe().unwrap().display().to_string();
+        let segments = elf_info(&exe).exec_offsets;
+        assert!(!segments.is_empty());
+        let main = &mappings()[0];
+        assert!(segments.contains(&main.offset), "{main:?} vs {segments:x?}");
+        // A page-aligned mapping of a segment that starts 0x160 bytes into its page.
+        let mut mapping = Mapping {
+            start: 0x5000_0000,
+            limit: 0x5017_0000,
+            offset: segments[0] & !0xfff,
+            file: exe.clone(),
+            build_id: String::new(),
+        };
+        let inside = segments[0] - mapping.offset;
+        complete(&mut mapping);
+        assert_eq!(mapping.offset, segments[0]);
+        assert_eq!(mapping.start, 0x5000_0000 + inside);
+        assert!(!mapping.build_id.is_empty());
+    }
+
+    #[test]
+    fn the_drop_frames_regex_names_the_same_frames() {
+        let regex = allocator_frames_regex();
+        assert!(
+            regex.starts_with(".*::_::__rust_.*|__rust_alloc.*|"),
+            "{regex}"
+        );
+        assert!(
+            regex.contains("|<memsentry::alloc::MemSentry.*|"),
+            "{regex}"
+        );
+        assert!(regex.contains("|<alloc::alloc::Global as core::alloc::Allocator>.*|"));
+        assert_eq!(regex.split('|').count(), 1 + ALLOCATOR_PREFIXES.len());
+    }
+
+    #[test]
     fn allocator_frames() {
-        assert!(is_allocator_frame("__rust_alloc"));
-        assert!(is_allocator_frame("my_app::_::__rust_alloc_zeroed"));
-        assert!(is_allocator_frame("alloc::alloc::exchange_malloc"));
-        assert!(is_allocator_frame(
+        let by_name = |name: &str| is_allocator_frame(name, "");
+        assert!(by_name("__rust_alloc"));
+        assert!(by_name("my_app::_::__rust_alloc_zeroed"));
+        assert!(by_name("alloc::alloc::exchange_malloc"));
+        assert!(by_name(
             "<memsentry::alloc::MemSentry<A> as core::alloc::global::GlobalAlloc>::alloc"
         ));
-        assert!(!is_allocator_frame("alloc::raw_vec::RawVec<T,A>::grow_one"));
-        assert!(!is_allocator_frame("demo::leak"));
+        assert!(!by_name("alloc::raw_vec::RawVec<T,A>::grow_one"));
+        assert!(!by_name("demo::leak"));
+        // Short names (line tables only): the file decides.
+        let by_file = |file: &str| is_allocator_frame("f", file);
+        assert!(by_file("/work/memsentry/src/hot/mod.rs"));
+        assert!(by_file(
+            "/root/.cargo/registry/src/index.crates.io-1/memsentry-0.1.0/src/sampler.rs"
+        ));
+        assert!(by_file("/rustc/59807616e1fa/library/alloc/src/alloc.rs"));
+        assert!(!by_file(
+            "/rustc/59807616e1fa/library/alloc/src/raw_vec/mod.rs"
+        ));
+        assert!(!by_file("/work/memsentry/src/profile/tests.rs"));
+        assert!(!by_file("/work/memsentry/tests/alloc.rs"));
+        assert!(!by_file("/work/not-memsentry/src/alloc.rs"));
+        assert!(!by_file("/work/demo/src/main.rs"));
     }
 }

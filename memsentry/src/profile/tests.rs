@@ -31,6 +31,8 @@ fn constructed() -> Profile {
         taken_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1),
         sample_rate: 4096,
         unwinder: Unwinder::Dwarf,
+        symbolization: Symbolization::InProcess,
+        base: None,
         samples: vec![
             Sample {
                 stack: 0,
@@ -38,6 +40,7 @@ fn constructed() -> Profile {
                 alloc: estimate(130.4, 8345.6, 2),
                 inuse: estimate(64.6, 4134.4, 1),
                 oldest: Some(Duration::from_secs(3)),
+                base_inuse: None,
             },
             Sample {
                 stack: 1,
@@ -45,6 +48,7 @@ fn constructed() -> Profile {
                 alloc: estimate(3.0, 24576.0, 3),
                 inuse: estimate(0.0, 0.0, 0),
                 oldest: None,
+                base_inuse: None,
             },
         ],
         stacks: vec![vec![0, 1], vec![0, 2]],
@@ -72,6 +76,7 @@ fn constructed() -> Profile {
             limit: 0x3000,
             offset: 0,
             file: "/bin/demo".into(),
+            build_id: "0123abcd".into(),
         }],
     }
 }
@@ -303,4 +308,334 @@ fn sample_types_parse_and_print() {
     }
     let error = "inuse".parse::<SampleType>().unwrap_err();
     assert!(error.to_string().contains("\"inuse\""), "{error}");
+}
+
+/// An earlier profile of the same program as [`constructed`]: the first row smaller, the
+/// second absent, and a row the later profile no longer has.
+fn constructed_base() -> Profile {
+    let mut base = constructed();
+    base.taken_at = SystemTime::UNIX_EPOCH;
+    base.samples[0].alloc = Estimate {
+        objects: 30.4,
+        bytes: 1945.6,
+        samples: 1,
+    };
+    base.samples[0].inuse = Estimate {
+        objects: 20.0,
+        bytes: 1280.0,
+        samples: 1,
+    };
+    base.samples[1] = Sample {
+        stack: 2,
+        size: 32,
+        alloc: Estimate {
+            objects: 10.0,
+            bytes: 320.0,
+            samples: 1,
+        },
+        inuse: Estimate {
+            objects: 5.0,
+            bytes: 160.0,
+            samples: 1,
+        },
+        oldest: Some(Duration::from_secs(9)),
+        base_inuse: None,
+    };
+    // Functions in another order than the later profile's, and one of its own.
+    base.functions.rotate_left(1);
+    base.functions.push(Function {
+        name: "gone".into(),
+        system_name: "_ZNgoneE".into(),
+        file: "src/gone.rs".into(),
+    });
+    base.locations[0].lines = vec![(2, 10)];
+    base.locations[1].lines = vec![(0, 20), (1, 30)];
+    base.locations.push(Location {
+        address: 0x4000,
+        mapping: Some(0),
+        lines: vec![(3, 40)],
+    });
+    base.stacks.push(vec![0, 3]);
+    base
+}
+
+#[test]
+fn diff_subtracts_alloc_and_keeps_inuse() {
+    let diff = constructed().diff(&constructed_base()).unwrap();
+    assert!(diff.is_diff());
+    assert_eq!(diff.base_taken_at(), Some(SystemTime::UNIX_EPOCH));
+    /// A row: its functions, leaf first, size, alloc, inuse and base inuse.
+    type Row<'a> = (Vec<&'a str>, u64, Estimate, Estimate, Option<Estimate>);
+    let rows: Vec<Row<'_>> = diff
+        .samples()
+        .iter()
+        .map(|s| {
+            let names = diff.frames(s).map(|f| f.function).collect();
+            (names, s.size, s.alloc, s.inuse, s.base_inuse)
+        })
+        .collect();
+    let e = |objects: f64, bytes: f64, samples: u64| Estimate {
+        objects,
+        bytes,
+        samples,
+    };
+    let close = |a: Estimate, b: Estimate| {
+        (a.objects - b.objects).abs() < 1e-9
+            && (a.bytes - b.bytes).abs() < 1e-9
+            && a.samples == b.samples
+    };
+    // Largest growth first.
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].0, ["leaf", "inner", "main"]);
+    assert_eq!(rows[0].1, 64);
+    assert!(close(rows[0].2, e(100.0, 6400.0, 1)), "{:?}", rows[0]);
+    assert!(
+        close(rows[0].3, e(64.6, 4134.4, 1)),
+        "in use is the later profile's"
+    );
+    assert!(close(rows[0].4.unwrap(), e(20.0, 1280.0, 1)));
+    // Only in the later profile: all of it is new.
+    assert_eq!(rows[1].0, ["leaf", ""]);
+    assert!(close(rows[1].2, e(3.0, 24576.0, 3)));
+    assert_eq!(rows[1].4, Some(Estimate::default()));
+    // Only in the base: freed since, and not allocated again.
+    assert_eq!(rows[2].0, ["leaf", "gone"]);
+    assert!(close(rows[2].2, e(-10.0, -320.0, 0)));
+    assert!(close(rows[2].3, Estimate::default()));
+    assert!(close(rows[2].4.unwrap(), e(5.0, 160.0, 1)));
+    assert_eq!(
+        SampleType::InuseSpaceChange.value(&diff.samples()[2]),
+        -160.0
+    );
+}
+
+#[test]
+fn diff_refuses_mismatched_rates_unless_rescaled() {
+    let mut base = constructed_base();
+    base.sample_rate = 8192;
+    let error = constructed().diff(&base).unwrap_err();
+    assert_eq!(
+        error,
+        DiffError::RateMismatch {
+            rate: 4096,
+            base_rate: 8192
+        }
+    );
+    assert!(error.to_string().contains("diff_rescaled"), "{error}");
+    let diff = constructed().diff_rescaled(&base).unwrap();
+    assert_eq!(diff.sample_rate(), 4096);
+    assert_eq!(diff.samples().len(), 3);
+    assert_eq!(
+        diff.diff(&constructed()).unwrap_err(),
+        DiffError::AlreadyDiff
+    );
+    assert_eq!(
+        constructed().diff(&diff).unwrap_err(),
+        DiffError::AlreadyDiff
+    );
+}
+
+#[test]
+fn diff_views_show_changes_as_changes() {
+    let diff = constructed().diff(&constructed_base()).unwrap();
+    assert_eq!(
+        diff.folded(SampleType::InuseSpaceChange),
+        "gone;leaf 160 0\nmain;inner;leaf 1280 4134\n"
+    );
+    assert_eq!(
+        diff.folded(SampleType::AllocSpace),
+        "0x3000;leaf 24576\ngone;leaf -320\nmain;inner;leaf 6400\n"
+    );
+    assert_eq!(
+        diff.folded(SampleType::InuseSpace),
+        "main;inner;leaf 4134\n",
+        "in use now, never negative"
+    );
+
+    let top = diff.top(SampleType::InuseSpaceChange, 10);
+    let rows: Vec<(&str, f64, f64)> = top
+        .rows()
+        .iter()
+        .map(|r| (r.function.as_str(), r.flat, r.cum))
+        .collect();
+    let expected = [
+        ("leaf", 2694.4, 2694.4),
+        ("inner", 0.0, 2854.4),
+        ("main", 0.0, 2854.4),
+        ("gone", 0.0, -160.0),
+    ];
+    assert_eq!(rows.len(), expected.len());
+    for (row, want) in rows.iter().zip(expected) {
+        assert_eq!(row.0, want.0);
+        assert!((row.1 - want.1).abs() < 1e-9 && (row.2 - want.2).abs() < 1e-9);
+    }
+    let text = top.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "inuse_space_change: +2.6 KiB total change since the base (taken 1.0 s earlier); \
+         percentages of the 4.0 KiB in use now"
+    );
+    assert_eq!(lines[2], "  +2.6 KiB  65.2%  65.2%   +2.6 KiB  65.2%  leaf");
+    assert_eq!(lines[5], "       0 B   0.0%  65.2%     -160 B  -3.9%  gone");
+
+    let inuse = diff.top(SampleType::InuseSpace, 10).to_string();
+    assert!(
+        inuse.starts_with(
+            "inuse_space: 4.0 KiB total in use now (this is a diff: inuse_space_change shows the change)"
+        ),
+        "{inuse}"
+    );
+    let alloc = diff.top(SampleType::AllocObjects, 10).to_string();
+    assert!(
+        alloc.starts_with("alloc_objects: 93 total allocated since the base (taken 1.0 s earlier)"),
+        "{alloc}"
+    );
+}
+
+#[test]
+fn diff_pprof_has_changes_and_negative_values() {
+    let diff = constructed().diff(&constructed_base()).unwrap();
+    let message = decode(&diff);
+    let s = |i: i64| message.string_table[usize::try_from(i).unwrap()].as_str();
+    let types: Vec<&str> = message.sample_type.iter().map(|t| s(t.r#type)).collect();
+    assert_eq!(
+        types,
+        [
+            "alloc_objects",
+            "alloc_space",
+            "inuse_objects",
+            "inuse_space",
+            "inuse_objects_change",
+            "inuse_space_change"
+        ]
+    );
+    assert_eq!(s(message.default_sample_type), "inuse_space_change");
+    assert_eq!(message.sample[0].value, [100, 6400, 65, 4134, 45, 2854]);
+    assert_eq!(message.sample[2].value, [-10, -320, 0, 0, -5, -160]);
+    assert!(s(message.comment[1]).starts_with("diff against a base taken 1.0 s earlier"));
+    // The row only the base had keeps its function, imported into the diff.
+    let leaf_caller = message.sample[2].location_id[1];
+    let location = &message.location[usize::try_from(leaf_caller - 1).unwrap()];
+    let function = &message.function[usize::try_from(location.line[0].function_id - 1).unwrap()];
+    assert_eq!(
+        (s(function.name), s(function.filename)),
+        ("gone", "src/gone.rs")
+    );
+    assert_eq!(location.address, 0x3fff, "the call instruction's");
+}
+
+/// Parses `svg` strictly (inferno's SVG declares the SVG 1.1 DTD).
+#[cfg(feature = "flamegraph")]
+fn parse_svg(svg: &str) -> roxmltree::Document<'_> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    roxmltree::Document::parse_with_options(svg, options).expect("well-formed XML")
+}
+
+/// The flame graph's frames: the title (name, value, share) of every `<g>` that has one.
+#[cfg(feature = "flamegraph")]
+fn flamegraph_frames(profile: &Profile, sample_type: SampleType) -> Vec<String> {
+    let mut svg = Vec::new();
+    profile.flamegraph(sample_type, &mut svg).unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    let document = parse_svg(&svg);
+    assert_eq!(document.root_element().tag_name().name(), "svg");
+    let mut frames: Vec<String> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("g"))
+        .filter_map(|g| g.children().find(|c| c.has_tag_name("title")))
+        .filter_map(|title| title.text().map(str::to_owned))
+        .collect();
+    frames.sort();
+    frames
+}
+
+#[cfg(feature = "flamegraph")]
+#[test]
+fn flamegraph_has_one_frame_per_stack_element() {
+    let frames = flamegraph_frames(&constructed(), SampleType::AllocSpace);
+    // Stacks `0x3000;leaf 24576` and `main;inner;leaf 8346`: a root, then one frame
+    // per distinct prefix.
+    let names: Vec<&str> = frames
+        .iter()
+        .map(|f| f.split(" (").next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["0x3000", "all", "inner", "leaf", "leaf", "main"],
+        "{frames:?}"
+    );
+    assert!(
+        frames.iter().any(|f| f.starts_with("all (32,922 bytes")),
+        "{frames:?}"
+    );
+
+    let diff = constructed().diff(&constructed_base()).unwrap();
+    let frames = flamegraph_frames(&diff, SampleType::InuseSpaceChange);
+    assert_eq!(
+        frames.len(),
+        4,
+        "all, main, inner, leaf (gone is 0 now): {frames:?}"
+    );
+
+    let mut svg = Vec::new();
+    Profile::empty(SystemTime::UNIX_EPOCH, 1)
+        .flamegraph(SampleType::InuseSpace, &mut svg)
+        .unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    parse_svg(&svg);
+    assert!(svg.contains("no samples"), "{svg}");
+}
+
+#[test]
+fn pprof_mappings_carry_build_ids_and_offline_profiles_ask_for_symbolization() {
+    let message = decode(&constructed());
+    let s = |m: &PProfile, i: i64| m.string_table[usize::try_from(i).unwrap()].clone();
+    assert_eq!(s(&message, message.mapping[0].build_id), "0123abcd");
+    assert!(message.mapping[0].has_functions && message.mapping[0].has_line_numbers);
+    assert_eq!(message.drop_frames, 0);
+
+    let mut offline = constructed();
+    offline.symbolization = Symbolization::Offline;
+    let message = decode(&offline);
+    assert!(!message.mapping[0].has_functions && !message.mapping[0].has_line_numbers);
+    assert_eq!(
+        s(&message, message.drop_frames),
+        symbolize::allocator_frames_regex()
+    );
+}
+
+#[inline(never)]
+fn sampled_for_the_offline_test(addresses: &[usize]) {
+    for &address in addresses {
+        crate::sampler::record(address, 80, 1, 0);
+    }
+}
+
+#[test]
+fn offline_profiles_keep_addresses_and_the_binary() {
+    let addresses = [0x7eae_0000_0010, 0x7eae_0000_0020];
+    sampled_for_the_offline_test(&addresses);
+    let profile = heap_with(Symbolization::Offline);
+    assert_eq!(profile.symbolization(), Symbolization::Offline);
+    let ours: Vec<&Sample> = profile.samples().iter().filter(|s| s.size == 80).collect();
+    assert!(!ours.is_empty());
+    for sample in ours {
+        assert!(
+            profile
+                .frames(sample)
+                .all(|f| f.function.is_empty() && f.address != 0)
+        );
+    }
+    assert!(profile.locations.iter().all(|l| l.lines.is_empty()));
+    assert!(
+        !profile.mappings[0].build_id.is_empty(),
+        "the test binary has a build ID"
+    );
+    for address in addresses {
+        crate::sampler::take(address);
+    }
 }
