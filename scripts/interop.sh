@@ -1,46 +1,66 @@
 #!/usr/bin/env bash
-# Interop checks with real tools: the demo's heap profile must be read by `go tool pprof`
-# (top and raw views, every sample type), with the demo's known leak as the top in-use
-# entry. Installs Go (Debian's golang-go) if it is missing. Run by scripts/test.sh.
+# Interop checks with real tools, on the files the demo writes:
+# - `go tool pprof` reads the heap profile (top and raw views, every sample type), with the
+#   demo's known leak as the top in-use entry; reads the diff (its change sample types);
+#   and symbolizes the offline profile against the demo binary;
+# - headless Chromium opens the SVG flame graph without XML or script errors.
+# Installs Go (Debian's golang-go) and Chromium (Debian's chromium) if they are missing.
+# Run by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_go() {
-    command -v go >/dev/null && return
-    echo "interop: installing golang-go (for go tool pprof)"
+install() {
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "interop: installing $* (Debian packages)"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq golang-go >/dev/null
-    command -v go >/dev/null || { echo "interop: go is still missing" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
 fail() { echo "interop: FAILED: $*" >&2; exit 1; }
 
-need_go
+command -v go >/dev/null || install golang-go
+command -v go >/dev/null || fail "go is still missing"
+command -v chromium >/dev/null || install chromium
+command -v chromium >/dev/null || fail "chromium is still missing"
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export HOME="${HOME:-$work}" GOCACHE="$work/gocache" GOFLAGS=-mod=mod
 
+# The demo as built by the README's command, and built with line tables (which `go tool
+# pprof` needs to symbolize the offline profile), run side by side.
 cargo build --release --quiet -p memsentry-examples --example demo
-profile="$work/heap.pb.gz"
-target/release/examples/demo --seconds 4 --profile "$profile" >"$work/demo.out"
-grep -q "wrote $profile" "$work/demo.out" || fail "the demo did not report writing $profile"
+cargo build --profile release-lines --quiet -p memsentry-examples --example demo
+demo=target/release/examples/demo
+lines_demo=target/release-lines/examples/demo
+out="$work/out"
+lines_out="$work/lines"
+# Six seconds: enough leaked blocks that the leak tops the profile at the default rate.
+$demo --seconds 6 --out "$out" >"$work/demo.out" &
+$lines_demo --seconds 6 --out "$lines_out" >"$work/lines-demo.out" &
+wait %1 || fail "the demo failed"
+wait %2 || fail "the demo built with line tables failed"
+for file in heap.pb.gz heap.svg diff.pb.gz heap-offline.pb.gz; do
+    grep -q "wrote $out/$file" "$work/demo.out" || fail "the demo did not report writing $file"
+done
 
 pprof() { go tool pprof "$@" 2>"$work/pprof.err" || { cat "$work/pprof.err" >&2; fail "go tool pprof $*"; }; }
+# The first function of a -top report (the row after the column headings).
+first_row() { awk '/flat%/ { getline; print $NF; exit }' "$1"; }
 
-# The top in-use entry (first row after the column headings) is the demo's leak.
+# --- The heap profile.
+profile="$out/heap.pb.gz"
 pprof -top -sample_index=inuse_space "$profile" >"$work/top.txt"
-top=$(awk '/flat%/ { getline; print $NF; exit }' "$work/top.txt")
+top=$(first_row "$work/top.txt")
 [ "$top" = "demo::leak_session_buffers" ] \
     || { cat "$work/top.txt" >&2; fail "top in-use entry is '$top', expected demo::leak_session_buffers"; }
 grep -q "Type: inuse_space" "$work/top.txt" || fail "default view is not inuse_space"
-
-# Every sample type can be selected.
+# (Reports go to files: `grep -q` closing a pipe early would fail pprof's write.)
 for index in alloc_objects alloc_space inuse_objects inuse_space; do
-    pprof -top -sample_index=$index "$profile" | grep -q "Type: $index" || fail "sample_index=$index"
+    pprof -top -sample_index=$index "$profile" >"$work/index.txt"
+    grep -q "Type: $index" "$work/index.txt" || fail "sample_index=$index"
 done
-
 # The raw view lists the sample types, the period and samples with their bytes label.
 pprof -raw "$profile" >"$work/raw.txt"
 grep -q "alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes" "$work/raw.txt" \
@@ -48,4 +68,65 @@ grep -q "alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/b
 grep -q "^Period: 524288" "$work/raw.txt" || fail "raw: period"
 grep -q "bytes:\[" "$work/raw.txt" || fail "raw: bytes label"
 
-echo "interop: go tool pprof reads the demo's profile; top in-use entry: $top"
+# --- The diff: read by pprof, the change of in-use space as its default view.
+diff="$out/diff.pb.gz"
+pprof -top "$diff" >"$work/diff.txt"
+grep -q "Type: inuse_space_change" "$work/diff.txt" \
+    || { cat "$work/diff.txt" >&2; fail "the diff's default view is not inuse_space_change"; }
+grep -q "demo::leak_session_buffers" "$work/diff.txt" \
+    || { cat "$work/diff.txt" >&2; fail "the leak is missing from the diff"; }
+for index in alloc_space inuse_space inuse_objects_change; do
+    pprof -top -sample_index=$index "$diff" >"$work/index.txt"
+    grep -q "Type: $index" "$work/index.txt" || fail "diff: sample_index=$index"
+done
+pprof -raw "$diff" >"$work/diff-raw.txt"
+grep -q "inuse_objects_change/count inuse_space_change/bytes" "$work/diff-raw.txt" \
+    || fail "diff raw: sample types"
+
+# --- With line tables, in-process names of inlined frames are short (`on_alloc`) and
+# inlined frames show (the leaf is the inlined `RawVec` code under the leak): the
+# allocator's frames are still trimmed, by their files.
+pprof -top "$lines_out/heap.pb.gz" >"$work/lines-top.txt"
+grep -q "leak_session_buffers$" "$work/lines-top.txt" \
+    || { cat "$work/lines-top.txt" >&2; fail "line tables: the leak is missing"; }
+if grep -E " (on_alloc|alloc|__rust_alloc|alloc_impl|allocate)( \(inline\))?$" "$work/lines-top.txt"; then
+    fail "line tables: the allocator's frames were not trimmed"
+fi
+
+# --- The offline profile: no names inside; pprof symbolizes it against the binary (from
+# its line tables) and drops the allocator's frames, so the leak is the top entry again.
+demo=$lines_demo
+offline="$lines_out/heap-offline.pb.gz"
+gzip -dc "$offline" >"$work/offline.pb"
+if grep -aq "leak_session_buffers" "$work/offline.pb"; then
+    fail "the offline profile holds function names"
+fi
+build_id=$(readelf -n "$demo" | awk '/Build ID:/ { print $3; exit }')
+grep -aq "$build_id" "$work/offline.pb" || fail "the offline profile lacks the binary's build ID $build_id"
+pprof -top "$demo" "$offline" >"$work/offline.txt"
+top=$(first_row "$work/offline.txt")
+case "$top" in
+    *leak_session_buffers) ;;
+    *) cat "$work/offline.txt" >&2; fail "offline top in-use entry is '$top', expected leak_session_buffers" ;;
+esac
+
+# --- The flame graph in a real browser: the document parses (no <parsererror>) and its
+# script runs without an uncaught error.
+svg="$out/heap.svg"
+chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 \
+    --dump-dom "file://$svg" >"$work/dom.txt" 2>"$work/chromium.err" \
+    || { tail -20 "$work/chromium.err" >&2; fail "chromium could not open $svg"; }
+grep -q "<svg" "$work/dom.txt" || fail "chromium did not render an SVG document"
+if grep -q "parsererror" "$work/dom.txt"; then
+    grep -o "<parsererror.*</parsererror>" "$work/dom.txt" >&2
+    fail "chromium reports XML errors in the flame graph"
+fi
+if grep -Eqi ":CONSOLE.*(error|uncaught)" "$work/chromium.err"; then
+    grep ":CONSOLE" "$work/chromium.err" >&2
+    fail "the flame graph's script fails in chromium"
+fi
+frames=$(grep -o "<g><title>" "$work/dom.txt" | wc -l)
+[ "$frames" -ge 2 ] || fail "chromium's flame graph has $frames frames"
+
+echo "interop: go tool pprof reads the profile, the diff and the offline profile (top: $top);" \
+    "chromium opens the flame graph ($frames frames)"

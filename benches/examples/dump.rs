@@ -7,13 +7,15 @@
 //!
 //! Distinct stacks come from a binary tree of calls: 14 levels of `left`/`right` frames,
 //! the path chosen by the bits of a counter, one sampled 64-byte block at each leaf
-//! (R = 1, so every block is sampled). Each size is dumped twice: the first dump
-//! symbolizes every address (cold cache), the second finds them cached.
+//! (R = 1, so every block is sampled). Each size is dumped three times: offline (no
+//! symbolization: addresses, mappings and build IDs only), then in-process twice: the
+//! first symbolizes every address (cold cache), the second finds them cached.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use memsentry::profile::Symbolization;
 use memsentry::{Bytes, MemSentry};
 
 #[global_allocator]
@@ -82,13 +84,23 @@ fn main() {
             step(DEPTH, bits, &mut blocks);
         }
         memsentry::profile::set_sample_rate(0);
-        for round in ["first (cold cache)", "second (warm cache)"] {
+        // Offline first: it must not warm the in-process round's cache (it symbolizes
+        // nothing, so it cannot).
+        for (round, symbolization) in [
+            ("offline", Symbolization::Offline),
+            ("in-process, cold cache", Symbolization::InProcess),
+            ("in-process, warm cache", Symbolization::InProcess),
+        ] {
             let before = memsentry::totals().live_bytes();
             let ((rows, size), elapsed, peak) = measured(|| {
-                let profile = memsentry::profile::heap();
+                let profile = memsentry::profile::heap_with(symbolization);
                 let mut encoded = Vec::new();
                 profile.encode_pprof(&mut encoded).unwrap();
-                (profile.samples_through("step").count(), encoded.len())
+                let rows = match symbolization {
+                    Symbolization::Offline => profile.samples().len(),
+                    _ => profile.samples_through("step").count(),
+                };
+                (rows, encoded.len())
             });
             let retained = memsentry::totals().live_bytes().saturating_sub(before);
             assert!(rows as u64 >= stacks, "{rows} rows for {stacks} stacks");

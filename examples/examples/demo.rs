@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example demo              # 15 seconds
-//! cargo run --release --example demo -- --seconds 60
+//! cargo run --release --example demo -- --seconds 60 --out /tmp/profiles
 //! ```
 //!
 //! Three kinds of work run on their own threads, as in a real service:
@@ -12,35 +12,44 @@
 //! - a slow leak: session buffers that are kept forever (`leak_session_buffers`).
 //!
 //! Every second it prints live bytes, the allocation rate, the process's resident set and
-//! internal fragmentation; at the end, the per-size-class table, and it writes a sampled
-//! heap profile (pprof) and prints the command that opens it.
+//! internal fragmentation. It takes a heap profile after the first second, as a base; at
+//! the end it prints the per-size-class table and the profile's top in-use functions,
+//! then writes into the output directory:
+//! - `heap.pb.gz`: the heap profile (pprof), symbolized in-process;
+//! - `heap.svg`: its in-use flame graph, for a browser;
+//! - `diff.pb.gz`: what changed since the base, whose top report it prints (the leak
+//!   first);
+//! - `heap-offline.pb.gz`: the same profile left unsymbolized, for `go tool pprof BINARY`;
+//!
+//! and prints the commands that open them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use memsentry::profile::{self, Profile, SampleType, Symbolization};
 use memsentry::{Bytes, MemSentry};
 
 #[global_allocator]
 static GLOBAL: MemSentry = MemSentry::new();
 
-const USAGE: &str = "usage: demo [--seconds N] [--profile PATH]\n\n  \
-    --seconds N     how long to run (default 15)\n  \
-    --profile PATH  where to write the heap profile (default: memsentry-demo.pb.gz \
-    in the temporary directory)";
+const USAGE: &str = "usage: demo [--seconds N] [--out DIR]\n\n  \
+    --seconds N  how long to run (default 15)\n  \
+    --out DIR    where to write the profiles (default: memsentry-demo in the temporary \
+    directory; created if missing)";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 struct Args {
     seconds: u64,
-    profile: PathBuf,
+    out: PathBuf,
 }
 
 fn main() -> ExitCode {
-    let Args { seconds, profile } = match parse_args(std::env::args().skip(1)) {
+    let Args { seconds, out } = match parse_args(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
             println!("{USAGE}");
@@ -76,6 +85,7 @@ fn main() -> ExitCode {
 
     let start = Instant::now();
     let mut previous = memsentry::snapshot();
+    let mut base = None;
     for second in 1..=seconds {
         // Sleep until the next whole second since the start, so the lines stay on time.
         let next = start + Duration::from_secs(second);
@@ -92,6 +102,11 @@ fn main() -> ExitCode {
             now.totals.fragmentation_ratio() * 100.0,
         );
         previous = now;
+        if second == 1 {
+            // The base for the final diff: taken once the cache has filled up, so the
+            // diff shows what keeps growing.
+            base = Some(profile::heap());
+        }
     }
 
     // The final table, taken while the cache and the leak are still alive.
@@ -114,8 +129,8 @@ fn main() -> ExitCode {
     println!("{last}");
 
     // The sampled heap profile, taken at the end: the leak is the largest in-use site.
-    let heap = memsentry::profile::heap();
-    let usage = memsentry::profile::usage();
+    let heap = profile::heap();
+    let usage = profile::usage();
     println!(
         "\nheap profile: {} sampled blocks live, {} stacks, sampler tables {} (rate {})",
         usage.live_samples,
@@ -123,23 +138,66 @@ fn main() -> ExitCode {
         Bytes(usage.bytes as u64),
         Bytes(usage.sample_rate),
     );
-    println!(
-        "\n{}",
-        heap.top(memsentry::profile::SampleType::InuseSpace, 8)
-    );
-    if let Err(error) = heap.write_pprof(&profile) {
-        eprintln!("demo: {error}");
-        return ExitCode::FAILURE;
+    println!("\n{}", heap.top(SampleType::InuseSpace, 8));
+    // `base` is set at the first second, which every run reaches.
+    let diff = base.map(|base| heap.diff(&base));
+    match &diff {
+        Some(Ok(diff)) => println!(
+            "what grew since the first second (the leak first):\n{}",
+            diff.top(SampleType::InuseSpaceChange, 8)
+        ),
+        Some(Err(error)) => println!("no diff: {error}"),
+        None => {}
     }
-    println!("wrote {}", profile.display());
-    println!("open it with: go tool pprof -top {}", profile.display());
-    ExitCode::SUCCESS
+    match write_profiles(&out, &heap, diff.and_then(Result::ok).as_ref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the profile files into `out`, each followed by how to open it.
+fn write_profiles(out: &Path, heap: &Profile, diff: Option<&Profile>) -> Result<(), String> {
+    std::fs::create_dir_all(out)
+        .map_err(|error| format!("cannot create {}: {error}", out.display()))?;
+    let path = out.join("heap.pb.gz");
+    heap.write_pprof(&path).map_err(|e| e.to_string())?;
+    println!("wrote {}", path.display());
+    println!("  open it with: go tool pprof -top {}", path.display());
+
+    let path = out.join("heap.svg");
+    heap.write_flamegraph(&path, SampleType::InuseSpace)
+        .map_err(|e| e.to_string())?;
+    println!("wrote {}", path.display());
+    println!("  open it in a browser (click to zoom, Ctrl-F to search)");
+
+    if let Some(diff) = diff {
+        let path = out.join("diff.pb.gz");
+        diff.write_pprof(&path).map_err(|e| e.to_string())?;
+        println!("wrote {}", path.display());
+        println!("  open it with: go tool pprof -top {}", path.display());
+    }
+
+    let path = out.join("heap-offline.pb.gz");
+    profile::heap_with(Symbolization::Offline)
+        .write_pprof(&path)
+        .map_err(|e| e.to_string())?;
+    let binary =
+        std::env::current_exe().map_or_else(|_| "BINARY".into(), |p| p.display().to_string());
+    println!("wrote {}", path.display());
+    println!(
+        "  symbolize and open it with: go tool pprof -top {binary} {}",
+        path.display()
+    );
+    Ok(())
 }
 
 /// `Ok(Some(args))`, `Ok(None)` for `--help`, or an error message.
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut seconds = 15;
-    let mut profile = std::env::temp_dir().join("memsentry-demo.pb.gz");
+    let mut out = std::env::temp_dir().join("memsentry-demo");
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seconds" => {
@@ -150,14 +208,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                     .filter(|&s| s > 0)
                     .ok_or_else(|| format!("--seconds: {value:?} is not a positive integer"))?;
             }
-            "--profile" => {
-                profile = args.next().ok_or("--profile needs a path")?.into();
+            "--out" => {
+                out = args.next().ok_or("--out needs a directory")?.into();
             }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Some(Args { seconds, profile }))
+    Ok(Some(Args { seconds, out }))
 }
 
 /// A tiny deterministic generator, so the workload needs no dependency.
@@ -238,7 +296,7 @@ mod tests {
         assert_eq!(parse(&[]), Ok(Some(15)));
         assert_eq!(parse(&["--seconds", "3"]), Ok(Some(3)));
         let args = parse_args(
-            ["--profile", "/x/heap.pb.gz", "--seconds", "2"]
+            ["--out", "/x/profiles", "--seconds", "2"]
                 .map(String::from)
                 .into_iter(),
         );
@@ -246,10 +304,10 @@ mod tests {
             args,
             Ok(Some(Args {
                 seconds: 2,
-                profile: "/x/heap.pb.gz".into()
+                out: "/x/profiles".into()
             }))
         );
-        assert!(parse(&["--profile"]).unwrap_err().contains("needs a path"));
+        assert!(parse(&["--out"]).unwrap_err().contains("needs a directory"));
         assert_eq!(parse(&["--help"]), Ok(None));
         assert!(parse(&["--seconds"]).unwrap_err().contains("needs a value"));
         assert!(

@@ -14,34 +14,62 @@ fn run_demo(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
-/// A profile path of this test's own (tests run in parallel).
-fn profile_path(test: &str) -> String {
+/// An output directory of this test's own (tests run in parallel).
+fn out_dir(test: &str) -> String {
     std::env::temp_dir()
-        .join(format!("memsentry-{test}-{}.pb.gz", std::process::id()))
+        .join(format!("memsentry-{test}-{}", std::process::id()))
         .display()
         .to_string()
 }
 
 #[test]
 fn demo_reports_every_second_and_ends_with_the_class_table() {
-    let profile = profile_path("demo-report");
-    let (ok, stdout, stderr) = run_demo(&["--seconds", "3", "--profile", &profile], &[]);
-    assert!(ok, "demo failed:\n{stdout}\n{stderr}");
-    // It ends by writing a heap profile and saying how to open it.
-    assert!(stdout.contains(&format!("wrote {profile}")), "{stdout}");
-    assert!(
-        stdout.contains(&format!("go tool pprof -top {profile}")),
-        "{stdout}"
+    let out = out_dir("demo-report");
+    // A rate at which the leak's 16-48 KiB buffers are sampled often enough that two
+    // seconds of it always outgrow the noise of the other sites' estimates.
+    let (ok, stdout, stderr) = run_demo(
+        &["--seconds", "3", "--out", &out],
+        &[("MEMSENTRY_SAMPLE_RATE", "64KiB")],
     );
+    assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    // It ends by writing the profiles and saying how to open them.
+    for file in ["heap.pb.gz", "diff.pb.gz", "heap-offline.pb.gz"] {
+        let path = format!("{out}/{file}");
+        assert!(stdout.contains(&format!("wrote {path}")), "{stdout}");
+        let bytes = std::fs::read(&path).expect("the profile file");
+        assert_eq!(&bytes[..2], &[0x1f, 0x8b], "{file} is gzipped");
+    }
+    assert!(stdout.contains(&format!("go tool pprof -top {out}/heap.pb.gz")));
+    assert!(stdout.contains(&format!("go tool pprof -top {out}/diff.pb.gz")));
+    assert!(
+        stdout.contains(&format!("examples/demo {out}/heap-offline.pb.gz")),
+        "the offline profile is opened with the binary:\n{stdout}"
+    );
+    let svg = std::fs::read_to_string(format!("{out}/heap.svg")).expect("the flame graph");
+    assert!(svg.contains("<svg") && svg.contains("leak_session_buffers"));
+    std::fs::remove_dir_all(&out).unwrap();
     // And prints the profile's top in-use functions.
     assert!(stdout.contains("inuse_space: "), "{stdout}");
     assert!(
         stdout.contains("      flat  flat%   sum%        cum   cum%  function"),
         "{stdout}"
     );
-    let bytes = std::fs::read(&profile).expect("the profile file");
-    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzipped");
-    std::fs::remove_file(&profile).unwrap();
+    // Then the top of the diff against the first second: the leak first.
+    let diff = stdout
+        .split("what grew since the first second (the leak first):\n")
+        .nth(1)
+        .expect("the diff's top report");
+    let mut lines = diff.lines();
+    assert!(
+        lines.next().unwrap().starts_with("inuse_space_change: +"),
+        "{diff}"
+    );
+    lines.next(); // headings
+    let first = lines.next().unwrap();
+    assert!(
+        first.trim_start().starts_with('+') && first.ends_with("demo::leak_session_buffers"),
+        "{diff}"
+    );
     let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("s  live ")).collect();
     assert_eq!(lines.len(), 3, "one line per second:\n{stdout}");
     for (second, line) in lines.iter().enumerate() {
@@ -77,12 +105,10 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
 
 #[test]
 fn demo_with_memsentry_off_says_so() {
-    let profile = profile_path("demo-off");
-    let (ok, stdout, stderr) = run_demo(
-        &["--seconds", "1", "--profile", &profile],
-        &[("MEMSENTRY", "off")],
-    );
-    std::fs::remove_file(&profile).ok();
+    let out = out_dir("demo-off");
+    let (ok, stdout, stderr) =
+        run_demo(&["--seconds", "1", "--out", &out], &[("MEMSENTRY", "off")]);
+    std::fs::remove_dir_all(&out).ok();
     assert!(ok, "demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("(bookkeeping off)"), "{stdout}");
     assert!(
@@ -97,7 +123,7 @@ fn demo_refuses_bad_arguments() {
         &["--seconds", "0"][..],
         &["--seconds"],
         &["--fast"],
-        &["--profile"],
+        &["--out"],
     ] {
         let (ok, _, stderr) = run_demo(args, &[]);
         assert!(!ok, "{args:?} should fail");
@@ -106,14 +132,12 @@ fn demo_refuses_bad_arguments() {
 }
 
 #[test]
-fn demo_reports_an_unwritable_profile_path() {
-    let (ok, _, stderr) = run_demo(
-        &["--seconds", "1", "--profile", "/nonexistent-dir/heap.pb.gz"],
-        &[],
-    );
+fn demo_reports_an_unwritable_output_directory() {
+    // A directory under a regular file cannot be created.
+    let (ok, _, stderr) = run_demo(&["--seconds", "1", "--out", "/dev/null/profiles"], &[]);
     assert!(!ok);
     assert!(
-        stderr.contains("cannot write profile to /nonexistent-dir/heap.pb.gz"),
+        stderr.contains("demo: cannot create /dev/null/profiles: "),
         "{stderr}"
     );
 }
