@@ -15,8 +15,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests: unit, integration, end-to-end (runs the demo), benches in test mode"
 cargo test --workspace --all-targets
 
-step "interop: go tool pprof reads the demo's heap profile"
+step "interop: go tool pprof reads the demo's profiles, Chromium its flame graph"
 scripts/interop.sh
+
+step "prometheus: promtool checks /metrics and the alert rules; a real server scrapes the demo"
+scripts/prometheus.sh
 
 step "doctests"
 cargo test --workspace --doc

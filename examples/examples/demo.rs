@@ -22,6 +22,10 @@
 //! - `heap-offline.pb.gz`: the same profile left unsymbolized, for `go tool pprof BINARY`;
 //!
 //! and prints the commands that open them.
+//!
+//! While it runs it serves Prometheus metrics and the debug endpoint on `127.0.0.1:6060`
+//! (`MEMSENTRY_HTTP_ADDR` overrides the address): `curl localhost:6060/metrics`,
+//! `go tool pprof -top http://localhost:6060/debug/pprof/heap`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -64,6 +68,20 @@ fn main() -> ExitCode {
         "memsentry demo: {seconds} s of a request/cache/leak workload (bookkeeping {})",
         if memsentry::is_enabled() { "on" } else { "off" }
     );
+    // Prometheus metrics and the debug endpoint, on 127.0.0.1:6060 unless
+    // MEMSENTRY_HTTP_ADDR says otherwise. The workload runs without them if they
+    // cannot start (the port is taken, say).
+    let monitoring = match memsentry::prometheus::install() {
+        Ok(monitoring) => {
+            let addr = monitoring.local_addr();
+            println!("serving http://{addr}/metrics and http://{addr}/debug/pprof/heap?debug=1");
+            Some(monitoring)
+        }
+        Err(error) => {
+            eprintln!("demo: no debug endpoint: {error}");
+            None
+        }
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let leaked = Arc::new(Mutex::new(Vec::new()));
@@ -149,7 +167,9 @@ fn main() -> ExitCode {
         Some(Err(error)) => println!("no diff: {error}"),
         None => {}
     }
-    match write_profiles(&out, &heap, diff.and_then(Result::ok).as_ref()) {
+    let written = write_profiles(&out, &heap, diff.and_then(Result::ok).as_ref());
+    drop(monitoring);
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("demo: {error}");

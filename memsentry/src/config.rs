@@ -7,7 +7,7 @@
 pub(crate) const PREFIX: &[u8] = b"MEMSENTRY";
 
 /// The names memsentry understands, as printed in the "unknown variable" warning.
-pub(crate) const KNOWN_VARS_TEXT: &[u8] = b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE";
+pub(crate) const KNOWN_VARS_TEXT: &[u8] = b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR";
 
 /// What an environment variable whose name starts with [`PREFIX`] means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub(crate) enum EnvVar {
     SampleRate(u64),
     /// `MEMSENTRY_SAMPLE_RATE` with a value that is not a byte count.
     BadSampleRate,
+    /// A name memsentry knows but reads later, outside the allocator
+    /// (`MEMSENTRY_HTTP_ADDR`, read by the HTTP endpoint).
+    ReadLater,
     /// A name memsentry does not know: probably a typo.
     Unknown,
 }
@@ -31,6 +34,7 @@ pub(crate) fn classify(name: &[u8], value: &[u8]) -> EnvVar {
         b"MEMSENTRY_SAMPLE_RATE" => {
             parse_bytes(value).map_or(EnvVar::BadSampleRate, EnvVar::SampleRate)
         }
+        b"MEMSENTRY_HTTP_ADDR" => EnvVar::ReadLater,
         _ => EnvVar::Unknown,
     }
 }
@@ -106,6 +110,10 @@ mod tests {
         assert_eq!(classify(b"MEMSENTRY", b"off"), EnvVar::Switch(false));
         assert_eq!(classify(b"MEMSENTRY", b"maybe"), EnvVar::BadSwitch);
         assert_eq!(classify(b"MEMSENTRY_SAMPLERATE", b"1"), EnvVar::Unknown);
+        assert_eq!(
+            classify(b"MEMSENTRY_HTTP_ADDR", b"0.0.0.0:6060"),
+            EnvVar::ReadLater
+        );
         assert_eq!(
             classify(b"MEMSENTRY_SAMPLE_RATE", b"1MiB"),
             EnvVar::SampleRate(1 << 20)

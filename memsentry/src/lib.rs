@@ -81,7 +81,11 @@ mod alloc;
 mod config;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod hot;
+pub mod http;
 pub mod profile;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+pub mod report;
 mod sampler;
 mod snapshot;
 mod stats;

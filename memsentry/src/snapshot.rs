@@ -65,6 +65,20 @@ impl Counts {
         ratio(self.fragmentation_bytes(), self.live_class_bytes()).unwrap_or(0.0)
     }
 
+    /// Field-wise sum (wrapping, like the counters).
+    pub(crate) fn plus(&self, other: &Self) -> Self {
+        Self {
+            allocations: self.allocations.wrapping_add(other.allocations),
+            frees: self.frees.wrapping_add(other.frees),
+            allocated_bytes: self.allocated_bytes.wrapping_add(other.allocated_bytes),
+            freed_bytes: self.freed_bytes.wrapping_add(other.freed_bytes),
+            allocated_class_bytes: self
+                .allocated_class_bytes
+                .wrapping_add(other.allocated_class_bytes),
+            freed_class_bytes: self.freed_class_bytes.wrapping_add(other.freed_class_bytes),
+        }
+    }
+
     fn add_class(&mut self, sums: &ClassSums) {
         self.allocations = self.allocations.wrapping_add(sums.allocations);
         self.frees = self.frees.wrapping_add(sums.frees);

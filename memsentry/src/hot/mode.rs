@@ -89,6 +89,7 @@ fn environment_says_on() -> bool {
             b"\" is not a byte count (expected e.g. 524288, 512KiB, 1MiB, 0 = off): \
               keeping the default, 512KiB\n",
         ]),
+        EnvVar::ReadLater => {}
         EnvVar::Unknown => warn(&[
             b"memsentry: ignoring unknown environment variable ",
             config::clip(name),

@@ -580,7 +580,22 @@ impl Profile {
     ///
     /// Whatever `writer` returns.
     pub fn encode_pprof<W: io::Write>(&self, writer: W) -> io::Result<()> {
-        pprof::encode(self, writer)
+        pprof::encode(self, None, writer)
+    }
+
+    /// [`encode_pprof`](Profile::encode_pprof), with `sample_type` as the file's default
+    /// view (what `go tool pprof` shows without `-sample_index`), if the file has it: a
+    /// heap profile has the four Go types, a diff also the change types.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `writer` returns.
+    pub fn encode_pprof_as<W: io::Write>(
+        &self,
+        sample_type: SampleType,
+        writer: W,
+    ) -> io::Result<()> {
+        pprof::encode(self, Some(sample_type), writer)
     }
 }
 

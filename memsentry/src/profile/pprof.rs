@@ -169,7 +169,7 @@ fn round(value: f64) -> i64 {
 }
 
 /// Builds the `profile.proto` message for `profile`.
-pub(crate) fn to_message(profile: &Profile) -> PProfile {
+pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PProfile {
     let mut strings = Strings::new();
     // Values follow `SampleType::ALL`'s order, pprof's for heap profiles; a heap profile
     // has the first four, a diff also the changes of the in-use values.
@@ -196,11 +196,14 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
     } else {
         strings.get(&super::symbolize::allocator_frames_regex())
     };
-    let default_sample_type = strings.get(if profile.base.is_some() {
-        SampleType::InuseSpaceChange.name()
-    } else {
-        SampleType::default().name()
-    });
+    let default = default
+        .filter(|t| types.contains(t))
+        .unwrap_or(if profile.base.is_some() {
+            SampleType::InuseSpaceChange
+        } else {
+            SampleType::default()
+        });
+    let default_sample_type = strings.get(default.name());
 
     let mapping = profile
         .mappings
@@ -308,8 +311,12 @@ pub(crate) fn to_message(profile: &Profile) -> PProfile {
 }
 
 /// Writes `profile` as gzipped `profile.proto` to `writer`.
-pub(crate) fn encode<W: Write>(profile: &Profile, writer: W) -> io::Result<()> {
-    let bytes = to_message(profile).encode_to_vec();
+pub(crate) fn encode<W: Write>(
+    profile: &Profile,
+    default: Option<SampleType>,
+    writer: W,
+) -> io::Result<()> {
+    let bytes = to_message(profile, default).encode_to_vec();
     let mut gzip = GzEncoder::new(writer, Compression::default());
     gzip.write_all(&bytes)?;
     gzip.finish()?.flush()

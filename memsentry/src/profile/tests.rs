@@ -85,7 +85,7 @@ fn constructed() -> Profile {
 fn pprof_round_trip() {
     let profile = constructed();
     let message = decode(&profile);
-    assert_eq!(message, to_message(&profile));
+    assert_eq!(message, to_message(&profile, None));
     let s = |i: i64| message.string_table[usize::try_from(i).unwrap()].as_str();
     assert_eq!(message.string_table[0], "");
     let types: Vec<_> = message
@@ -109,6 +109,17 @@ fn pprof_round_trip() {
     );
     assert_eq!(message.period, 4096);
     assert_eq!(s(message.default_sample_type), "inuse_space");
+    let allocs = to_message(&profile, Some(SampleType::AllocSpace));
+    assert_eq!(
+        allocs.string_table[usize::try_from(allocs.default_sample_type).unwrap()],
+        "alloc_space"
+    );
+    // Not among a heap profile's types: the usual default.
+    let change = to_message(&profile, Some(SampleType::InuseSpaceChange));
+    assert_eq!(
+        change.string_table[usize::try_from(change.default_sample_type).unwrap()],
+        "inuse_space"
+    );
     assert_eq!(message.time_nanos, 1_000_000_000);
     assert_eq!(
         s(message.comment[0]),

@@ -1,0 +1,364 @@
+//! Publishing memsentry's figures through the [`metrics`] facade, on a ticker.
+//!
+//! memsentry starts nothing by itself. A [`Reporter`] reads a [`snapshot`](crate::snapshot)
+//! every interval (1 s by default) and publishes it through `metrics`, so whatever
+//! recorder the application installed (Prometheus, StatsD, OpenTelemetry, …) receives it.
+//! [`crate::prometheus::install`] does both for Prometheus in one call.
+//!
+//! # Metrics
+//!
+//! Names follow Prometheus conventions: `memsentry_` prefix, base units, `_total` for
+//! counters, `_bytes` for byte values. Counters are published as absolute values read
+//! from memsentry's cumulative counts (`Counter::absolute`), so no increment is lost or
+//! counted twice, whatever the interval.
+//!
+//! | name | type | unit | meaning |
+//! |---|---|---|---|
+//! | `memsentry_allocations_total{max_size}` | counter | | allocations (realloc counts as a free and an allocation) |
+//! | `memsentry_frees_total{max_size}` | counter | | frees |
+//! | `memsentry_allocated_bytes_total{max_size}` | counter | bytes | requested bytes allocated |
+//! | `memsentry_freed_bytes_total{max_size}` | counter | bytes | requested bytes freed |
+//! | `memsentry_live_bytes` | gauge | bytes | requested bytes allocated and not freed |
+//! | `memsentry_live_objects` | gauge | | blocks allocated and not freed |
+//! | `memsentry_failed_allocations_total` | counter | | allocations the inner allocator refused |
+//! | `memsentry_jemalloc_{allocated,active,resident,mapped,retained,metadata}_bytes` | gauge | bytes | jemalloc's `stats.*` |
+//! | `memsentry_process_resident_bytes` | gauge | bytes | the process's resident set |
+//! | `memsentry_sampler_live_samples` | gauge | | sampled blocks still allocated |
+//! | `memsentry_sampler_stacks` | gauge | | distinct call stacks sampled |
+//! | `memsentry_sampler_memory_bytes` | gauge | bytes | memory the sampler's tables hold |
+//! | `memsentry_sampler_rate_bytes` | gauge | bytes | the sampling rate (mean bytes between samples) |
+//!
+//! `max_size` is a bounded bucket of the block's size class, by upper bound in bytes:
+//! `16`, `64`, `256`, `1024`, `4096`, `16384`, `65536`, `262144`, `1048576` and `+Inf`
+//! (see [`SIZE_BUCKETS`]); ten series per counter, whatever the program allocates.
+//! Sum over `max_size` for the totals. jemalloc's gauges are left out when its statistics
+//! cannot be read, the resident set where `/proc` is missing.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
+
+use crate::snapshot::{Counts, Snapshot};
+
+/// Upper bounds of the `max_size` buckets, in bytes; the last bucket, `+Inf`, takes the
+/// rest.
+pub const SIZE_BUCKETS: [u64; 9] = [
+    16,
+    64,
+    256,
+    1 << 10,
+    4 << 10,
+    16 << 10,
+    64 << 10,
+    256 << 10,
+    1 << 20,
+];
+
+/// The `max_size` label values, [`SIZE_BUCKETS`] then `+Inf`.
+const BUCKET_LABELS: [&str; 10] = [
+    "16", "64", "256", "1024", "4096", "16384", "65536", "262144", "1048576", "+Inf",
+];
+
+/// The bucket of a size class.
+fn bucket(class_size: u64) -> usize {
+    SIZE_BUCKETS
+        .iter()
+        .position(|&bound| class_size <= bound)
+        .unwrap_or(SIZE_BUCKETS.len())
+}
+
+/// The gauges: (name, unit, help).
+const GAUGES: [(&str, Unit, &str); 14] = [
+    (
+        "memsentry_live_bytes",
+        Unit::Bytes,
+        "Requested bytes allocated and not yet freed.",
+    ),
+    (
+        "memsentry_live_objects",
+        Unit::Count,
+        "Blocks allocated and not yet freed.",
+    ),
+    (
+        "memsentry_jemalloc_allocated_bytes",
+        Unit::Bytes,
+        "jemalloc stats.allocated: bytes in blocks the application holds.",
+    ),
+    (
+        "memsentry_jemalloc_active_bytes",
+        Unit::Bytes,
+        "jemalloc stats.active: bytes in active pages.",
+    ),
+    (
+        "memsentry_jemalloc_resident_bytes",
+        Unit::Bytes,
+        "jemalloc stats.resident: bytes in physically resident data pages.",
+    ),
+    (
+        "memsentry_jemalloc_mapped_bytes",
+        Unit::Bytes,
+        "jemalloc stats.mapped: bytes in active extents mapped by the allocator.",
+    ),
+    (
+        "memsentry_jemalloc_retained_bytes",
+        Unit::Bytes,
+        "jemalloc stats.retained: bytes in virtual memory retained, not returned to the OS.",
+    ),
+    (
+        "memsentry_jemalloc_metadata_bytes",
+        Unit::Bytes,
+        "jemalloc stats.metadata: bytes of jemalloc's own metadata.",
+    ),
+    (
+        "memsentry_process_resident_bytes",
+        Unit::Bytes,
+        "The process's resident set size.",
+    ),
+    (
+        "memsentry_sampler_live_samples",
+        Unit::Count,
+        "Sampled blocks still allocated (records in the sampler's live table).",
+    ),
+    (
+        "memsentry_sampler_stacks",
+        Unit::Count,
+        "Distinct call stacks the sampler has seen.",
+    ),
+    (
+        "memsentry_sampler_memory_bytes",
+        Unit::Bytes,
+        "Memory the sampler's tables hold: the price of observation.",
+    ),
+    (
+        "memsentry_sampler_rate_bytes",
+        Unit::Bytes,
+        "The sampling rate: mean bytes allocated between samples (0 = off).",
+    ),
+    (
+        "memsentry_reporter_interval_seconds",
+        Unit::Seconds,
+        "How often the reporter publishes.",
+    ),
+];
+
+/// The per-bucket counters: (name, unit, help, value).
+type CounterSpec = (&'static str, Unit, &'static str, fn(&Counts) -> u64);
+
+const COUNTERS: [CounterSpec; 4] = [
+    (
+        "memsentry_allocations_total",
+        Unit::Count,
+        "Allocations, by size-class bucket (realloc counts as a free and an allocation).",
+        |c| c.allocations,
+    ),
+    (
+        "memsentry_frees_total",
+        Unit::Count,
+        "Frees, by size-class bucket.",
+        |c| c.frees,
+    ),
+    (
+        "memsentry_allocated_bytes_total",
+        Unit::Bytes,
+        "Requested bytes allocated, by size-class bucket.",
+        |c| c.allocated_bytes,
+    ),
+    (
+        "memsentry_freed_bytes_total",
+        Unit::Bytes,
+        "Requested bytes freed, by size-class bucket.",
+        |c| c.freed_bytes,
+    ),
+];
+
+const FAILED: &str = "memsentry_failed_allocations_total";
+
+/// Describes every metric (unit and help text) to the installed recorder. The reporter
+/// calls it once when it starts; call it yourself if you publish with [`publish`] only.
+pub fn describe() {
+    for (name, unit, help) in GAUGES {
+        describe_gauge!(name, unit, help);
+    }
+    for (name, unit, help, _) in COUNTERS {
+        describe_counter!(name, unit, help);
+    }
+    describe_counter!(
+        FAILED,
+        Unit::Count,
+        "Allocations the inner allocator refused (returned null)."
+    );
+}
+
+/// Publishes `snapshot` (and the sampler's state) through the `metrics` facade: one
+/// reporter tick. Counters are set to absolute values.
+///
+/// ```
+/// # #[global_allocator]
+/// # static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+/// // With no recorder installed, publishing goes nowhere, cheaply.
+/// memsentry::report::publish(&memsentry::snapshot());
+/// ```
+pub fn publish(snapshot: &Snapshot) {
+    let mut buckets = [Counts::default(); BUCKET_LABELS.len()];
+    for class in &snapshot.classes {
+        let sum = &mut buckets[bucket(class.size)];
+        *sum = sum.plus(&class.counts);
+    }
+    for (counts, label) in buckets.iter().zip(BUCKET_LABELS) {
+        for (name, _, _, value) in COUNTERS {
+            counter!(name, "max_size" => label).absolute(value(counts));
+        }
+    }
+    counter!(FAILED).absolute(snapshot.failed_allocations);
+    let totals = &snapshot.totals;
+    gauge!("memsentry_live_bytes").set(totals.live_bytes() as f64);
+    gauge!("memsentry_live_objects").set(totals.live_objects() as f64);
+    if let Some(j) = &snapshot.jemalloc {
+        gauge!("memsentry_jemalloc_allocated_bytes").set(j.allocated as f64);
+        gauge!("memsentry_jemalloc_active_bytes").set(j.active as f64);
+        gauge!("memsentry_jemalloc_resident_bytes").set(j.resident as f64);
+        gauge!("memsentry_jemalloc_mapped_bytes").set(j.mapped as f64);
+        gauge!("memsentry_jemalloc_retained_bytes").set(j.retained as f64);
+        gauge!("memsentry_jemalloc_metadata_bytes").set(j.metadata as f64);
+    }
+    if let Some(rss) = snapshot.resident_bytes {
+        gauge!("memsentry_process_resident_bytes").set(rss as f64);
+    }
+    let sampler = crate::profile::usage();
+    gauge!("memsentry_sampler_live_samples").set(sampler.live_samples as f64);
+    gauge!("memsentry_sampler_stacks").set(sampler.stacks as f64);
+    gauge!("memsentry_sampler_memory_bytes").set(sampler.bytes as f64);
+    gauge!("memsentry_sampler_rate_bytes").set(sampler.sample_rate as f64);
+}
+
+/// A reporter's settings; [`start`](Reporter::start) runs it.
+///
+/// ```rust,standalone_crate
+/// #[global_allocator]
+/// static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+///
+/// fn main() -> std::io::Result<()> {
+///     // Install the application's `metrics` recorder first, then:
+///     let reporter = memsentry::report::Reporter::new()
+///         .interval(std::time::Duration::from_secs(5))
+///         .start()?;
+///     // ... the reporter publishes every 5 s until it is stopped or dropped.
+///     reporter.stop();
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "nothing is published until `start()`"]
+pub struct Reporter {
+    interval: Duration,
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter::new()
+    }
+}
+
+impl Reporter {
+    /// A reporter that publishes every second.
+    pub fn new() -> Reporter {
+        Reporter {
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    /// How often to publish (default 1 s; at least 1 ms).
+    pub fn interval(mut self, interval: Duration) -> Reporter {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Describes the metrics and publishes once before returning (so the recorder has
+    /// every metric at once), then every interval on a thread named
+    /// `memsentry-reporter`, until the returned handle is stopped or dropped.
+    ///
+    /// # Errors
+    ///
+    /// If the thread cannot be spawned.
+    pub fn start(self) -> std::io::Result<ReporterHandle> {
+        describe();
+        gauge!("memsentry_reporter_interval_seconds").set(self.interval.as_secs_f64());
+        publish(&crate::snapshot());
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("memsentry-reporter".to_owned())
+                .spawn(move || run(self.interval, &stop))?
+        };
+        Ok(ReporterHandle {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Publishes every `interval` until told to stop.
+fn run(interval: Duration, stop: &(Mutex<bool>, Condvar)) {
+    let (stopped, wake) = stop;
+    let mut stopped = stopped.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let (guard, _) = wake
+            .wait_timeout_while(stopped, interval, |stopped| !*stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        stopped = guard;
+        if *stopped {
+            return;
+        }
+        publish(&crate::snapshot());
+    }
+}
+
+/// A running [`Reporter`]: stops it when dropped.
+#[derive(Debug)]
+#[must_use = "dropping the handle stops the reporter"]
+pub struct ReporterHandle {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ReporterHandle {
+    /// Stops the reporter and waits for its thread (at most one publish).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for ReporterHandle {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            // A panic in the reporter thread has already been printed by the hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_bounded_and_ordered() {
+        assert_eq!(bucket(8), 0);
+        assert_eq!(bucket(16), 0);
+        assert_eq!(bucket(32), 1);
+        assert_eq!(bucket(4096), 4);
+        assert_eq!(bucket(4097), 5);
+        assert_eq!(bucket(1 << 20), 8);
+        assert_eq!(bucket(u64::MAX), 9);
+        for (bound, label) in SIZE_BUCKETS.iter().zip(BUCKET_LABELS) {
+            assert_eq!(bound.to_string(), label);
+        }
+        assert_eq!(BUCKET_LABELS[9], "+Inf");
+    }
+}
