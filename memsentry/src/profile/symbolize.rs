@@ -193,12 +193,21 @@ impl<'a> Builder<'a> {
                 .unwrap_or_else(|| Arc::new([]));
             let mut skip = 0;
             if trimming {
-                skip = lines
-                    .iter()
-                    .take_while(|line| is_allocator_frame(&line.function.name, &line.function.file))
-                    .count();
-                if skip == lines.len() && !lines.is_empty() {
-                    continue; // wholly the allocator's
+                if lines.is_empty() {
+                    // Not symbolized (offline, or no debug information): by address.
+                    if in_allocator(ip) {
+                        continue;
+                    }
+                } else {
+                    skip = lines
+                        .iter()
+                        .take_while(|line| {
+                            is_allocator_frame(&line.function.name, &line.function.file)
+                        })
+                        .count();
+                    if skip == lines.len() {
+                        continue; // wholly the allocator's
+                    }
                 }
                 trimming = false;
             }
@@ -283,8 +292,8 @@ fn parse_maps_line(line: &str) -> Option<Mapping> {
 struct ElfInfo {
     /// The GNU build ID in hex; empty if it has none.
     build_id: String,
-    /// File offsets where executable `PT_LOAD` segments begin.
-    exec_offsets: Vec<u64>,
+    /// Executable `PT_LOAD` segments: (file offset, virtual address) where each begins.
+    exec_segments: Vec<(u64, u64)>,
 }
 
 /// ELF facts by file, read once per process (a mapped file does not change under it).
@@ -313,7 +322,7 @@ fn read_elf_info(path: &str) -> Option<ElfInfo> {
         .flatten()
         .map(|id| id.iter().map(|byte| format!("{byte:02x}")).collect())
         .unwrap_or_default();
-    let exec_offsets = file
+    let exec_segments = file
         .segments()
         .filter(|segment| {
             matches!(
@@ -321,12 +330,63 @@ fn read_elf_info(path: &str) -> Option<ElfInfo> {
                 SegmentFlags::Elf { p_flags, .. } if p_flags.contains(object::elf::PF_X)
             )
         })
-        .map(|segment| segment.file_range().0)
+        .map(|segment| (segment.file_range().0, segment.address()))
         .collect();
     Some(ElfInfo {
         build_id,
-        exec_offsets,
+        exec_segments,
     })
+}
+
+/// Where the allocator's machinery lies in this process's executable: the address
+/// ranges of its functions whose names [`is_allocator_frame`] accepts (the
+/// `#[global_allocator]` shims, memsentry's hooks, std's `alloc::alloc`), read once from
+/// the executable's symbol table. Offline profiles have no names to trim by, and a
+/// reader's symbolizer may not name these frames either (the shims carry no debug
+/// information): their leading frames are trimmed by address instead. Empty if the
+/// executable has no symbol table (stripped).
+fn allocator_ranges() -> &'static [(u64, u64)] {
+    static RANGES: std::sync::OnceLock<Vec<(u64, u64)>> = std::sync::OnceLock::new();
+    RANGES.get_or_init(|| read_allocator_ranges().unwrap_or_default())
+}
+
+fn read_allocator_ranges() -> Option<Vec<(u64, u64)>> {
+    use object::{Object as _, ObjectSymbol as _, SymbolKind};
+    let exe = std::env::current_exe().ok()?.display().to_string();
+    let main = mappings().into_iter().find(|m| m.file == exe)?;
+    let (_, vaddr) = elf_info(&exe)
+        .exec_segments
+        .into_iter()
+        .find(|&(offset, _)| offset == main.offset)?;
+    // Run-time address minus link-time address.
+    let bias = main.start.wrapping_sub(vaddr);
+    let cache = object::ReadCache::new(std::fs::File::open(&exe).ok()?);
+    let file = object::File::parse(&cache).ok()?;
+    let mut ranges: Vec<(u64, u64)> = file
+        .symbols()
+        .filter(|symbol| symbol.kind() == SymbolKind::Text && symbol.size() > 0)
+        .filter(|symbol| {
+            symbol.name_bytes().is_ok_and(|name| {
+                let name = format!("{:#}", backtrace::SymbolName::new(name));
+                is_allocator_frame(&name, "")
+            })
+        })
+        .map(|symbol| {
+            let start = symbol.address().wrapping_add(bias);
+            (start, start.wrapping_add(symbol.size()))
+        })
+        .collect();
+    ranges.sort_unstable();
+    Some(ranges)
+}
+
+/// Whether the return address `ip` lies in one of the allocator's functions.
+fn in_allocator(ip: usize) -> bool {
+    // A return address may be one past its call's function: look at the call itself.
+    let address = (ip as u64).wrapping_sub(1);
+    let ranges = allocator_ranges();
+    let after = ranges.partition_point(|&(start, _)| start <= address);
+    after > 0 && address < ranges[after - 1].1
 }
 
 /// Fills in `mapping`'s build ID, and makes it start where its executable segment
@@ -338,10 +398,11 @@ fn read_elf_info(path: &str) -> Option<ElfInfo> {
 fn complete(mapping: &mut Mapping) {
     let info = elf_info(&mapping.file);
     let len = mapping.limit - mapping.start;
-    if let Some(&segment) = info
-        .exec_offsets
+    if let Some(segment) = info
+        .exec_segments
         .iter()
-        .filter(|&&o| o >= mapping.offset && o - mapping.offset < len)
+        .map(|&(offset, _)| offset)
+        .filter(|&o| o >= mapping.offset && o - mapping.offset < len)
         .min()
     {
         mapping.start += segment - mapping.offset;
@@ -404,7 +465,11 @@ mod tests {
     #[test]
     fn mappings_start_at_their_executable_segment() {
         let exe = std::env::current_exe().unwrap().display().to_string();
-        let segments = elf_info(&exe).exec_offsets;
+        let segments: Vec<u64> = elf_info(&exe)
+            .exec_segments
+            .iter()
+            .map(|&(offset, _)| offset)
+            .collect();
         assert!(!segments.is_empty());
         let main = &mappings()[0];
         assert!(segments.contains(&main.offset), "{main:?} vs {segments:x?}");
@@ -421,6 +486,18 @@ mod tests {
         assert_eq!(mapping.offset, segments[0]);
         assert_eq!(mapping.start, 0x5000_0000 + inside);
         assert!(!mapping.build_id.is_empty());
+    }
+
+    #[test]
+    fn the_allocator_is_found_by_address() {
+        let ranges = allocator_ranges();
+        assert!(!ranges.is_empty(), "the test binary has a symbol table");
+        // `__rust_alloc` (or `__rustc::__rust_alloc`) is among them, and this test is not.
+        let here = the_allocator_is_found_by_address as *const () as usize;
+        assert!(!in_allocator(here + 1));
+        let (start, end) = ranges[0];
+        assert!(in_allocator(start as usize + 1) && end > start);
+        assert!(!in_allocator(end as usize + 1) || ranges.iter().any(|r| r.0 == end));
     }
 
     #[test]
