@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Variants: `jemalloc`, `memsentry` (default sampling rate), `memsentry_r0` (sampling
-//! off), `memsentry_r1` (every allocation sampled), `memsentry_off` (bookkeeping off).
+//! off), `memsentry_r1` (every allocation sampled), `memsentry_task` (inside a tracked task),
+//! `memsentry_off` (bookkeeping off).
 
 use std::process::ExitCode;
 
@@ -19,7 +20,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(variant), Some(ops)) = (args.first(), args.get(1).and_then(|n| n.parse().ok()))
     else {
-        eprintln!("usage: mix jemalloc|memsentry|memsentry_r0|memsentry_r1|memsentry_off OPS");
+        eprintln!(
+            "usage: mix jemalloc|memsentry|memsentry_r0|memsentry_r1|memsentry_task|memsentry_off OPS"
+        );
         return ExitCode::from(2);
     };
     match variant.as_str() {
@@ -31,6 +34,11 @@ fn main() -> ExitCode {
         }
         "memsentry_r0" => {
             memsentry::profile::set_sample_rate(0);
+            run(&MemSentry::new(), ops);
+        }
+        "memsentry_task" => {
+            // Inside a task: the thread's fast path is off, the slow path charges it.
+            let _scope = memsentry::task::scope("mix");
             run(&MemSentry::new(), ops);
         }
         "memsentry_off" => {

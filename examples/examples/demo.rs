@@ -11,6 +11,10 @@
 //! - a cache: long-lived entries, replaced over time, bounded;
 //! - a slow leak: session buffers that are kept forever (`leak_session_buffers`).
 //!
+//! And an async part on a tokio runtime, with `#[memsentry::tracked]` tasks: `api_call`
+//! handlers that finish, and `watch_session` tasks that never do (a task leak: their live
+//! count and oldest age only grow). The task table at the end shows them.
+//!
 //! Every second it prints live bytes, the allocation rate, the process's resident set and
 //! internal fragmentation. It takes a heap profile after the first second, as a base; at
 //! the end it prints the per-size-class table and the profile's top in-use functions,
@@ -101,6 +105,19 @@ fn main() -> ExitCode {
         }));
     }
 
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("demo: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.spawn(serve_async(Arc::clone(&stop)));
+
     let start = Instant::now();
     let mut previous = memsentry::snapshot();
     let mut base = None;
@@ -127,8 +144,9 @@ fn main() -> ExitCode {
         }
     }
 
-    // The final table, taken while the cache and the leak are still alive.
+    // The final tables, taken while the cache and the leaks are still alive.
     let last = memsentry::snapshot();
+    let tasks = memsentry::task::report();
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         if worker.join().is_err() {
@@ -145,6 +163,9 @@ fn main() -> ExitCode {
         Bytes(leaked_bytes as u64)
     );
     println!("{last}");
+    println!("\ntasks (watch_session never finishes: a task leak):\n{tasks}");
+    // Drops the tasks still pending: the leaked ones end as cancelled.
+    runtime.shutdown_background();
 
     // The sampled heap profile, taken at the end: the leak is the largest in-use site.
     let heap = profile::heap();
@@ -236,6 +257,37 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
         }
     }
     Ok(Some(Args { seconds, out }))
+}
+
+/// The async part: every 10 ms an `api_call` that finishes; every 100 ms a
+/// `watch_session` that never does.
+async fn serve_async(stop: Arc<AtomicBool>) {
+    let mut tick = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::spawn(api_call(tick));
+        if tick.is_multiple_of(10) {
+            tokio::spawn(watch_session(tick));
+        }
+        tick += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A request handler: builds a response over two polls, then finishes.
+#[memsentry::tracked]
+async fn api_call(id: u64) -> usize {
+    let request = format!("GET /items/{id}");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let response = request.repeat(16);
+    response.len()
+}
+
+/// Watches a session that never ends: holds its buffer and waits forever.
+#[memsentry::tracked]
+async fn watch_session(id: u64) {
+    let buffer = vec![id as u8; 8 * 1024];
+    std::future::pending::<()>().await;
+    drop(buffer);
 }
 
 /// A tiny deterministic generator, so the workload needs no dependency.

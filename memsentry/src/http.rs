@@ -8,6 +8,7 @@
 //! | `/debug/pprof/allocs` | GET | the same profile, default view `alloc_space` |
 //! | `/debug/memsentry/snapshot` | GET | the [snapshot](crate::snapshot) as JSON |
 //! | `/debug/memsentry/sample_rate` | GET, POST | the sampling rate; POST sets it (body or `?rate=`: `524288`, `512KiB`, `0`) |
+//! | `/debug/memsentry/tasks` | GET | per-task statistics ([`crate::task::report`]) as JSON; `?debug=1`: the text table |
 //! | `/healthz` | GET | `ok` |
 //!
 //! The profile paths take `?debug=1` (the text top report), `?format=pprof|folded|svg|top`,
@@ -551,7 +552,8 @@ impl Routes {
             | "/healthz"
             | "/debug/pprof/heap"
             | "/debug/pprof/allocs"
-            | "/debug/memsentry/snapshot" => &["GET"],
+            | "/debug/memsentry/snapshot"
+            | "/debug/memsentry/tasks" => &["GET"],
             _ => return Response::error(404, &format!("no such path: {path}")),
         };
         if !methods.contains(&request.method.as_str()) {
@@ -575,6 +577,7 @@ impl Routes {
             "/debug/pprof/allocs" => profile_response(request, SampleType::AllocSpace),
             "/debug/memsentry/snapshot" => no_query(request)
                 .unwrap_or_else(|| Response::ok("application/json", snapshot_json())),
+            "/debug/memsentry/tasks" => tasks(request),
             _ => sample_rate(request),
         }
     }
@@ -736,6 +739,79 @@ fn sample_rate(request: &Request) -> Response {
     }
 }
 
+fn tasks(request: &Request) -> Response {
+    let mut text = false;
+    for (key, value) in &request.query {
+        match (key.as_str(), value.as_str()) {
+            ("debug", "0") => text = false,
+            ("debug", "1" | "2") => text = true,
+            ("debug", _) => {
+                return Response::error(400, &format!("debug={value:?}: expected 0 or 1"));
+            }
+            _ => return Response::error(400, &format!("unknown query parameter {key:?}")),
+        }
+    }
+    let report = crate::task::report();
+    if text {
+        return Response::ok(TEXT, report.to_string());
+    }
+    let mut out = String::from("{\"tasks\":[");
+    for (i, row) in report.rows().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"name\":{},\"live\":{},\"oldest_live_seconds\":{},\"started\":{},             \"finished\":{},\"cancelled\":{},\"polls\":{},\"allocations\":{},             \"allocated_bytes\":{},\"frees\":{},\"freed_bytes\":{},             \"inuse_objects_estimate\":{},\"inuse_bytes_estimate\":{}}}",
+            json_string(row.name),
+            row.live,
+            row.oldest_live.map_or_else(
+                || "null".to_owned(),
+                |age| format!("{:.3}", age.as_secs_f64())
+            ),
+            row.started,
+            row.finished,
+            row.cancelled,
+            row.polls,
+            row.allocations,
+            row.allocated_bytes,
+            row.frees,
+            row.freed_bytes,
+            json_number(row.inuse_objects_estimate),
+            json_number(row.inuse_bytes_estimate),
+        );
+    }
+    out.push_str("]}\n");
+    Response::ok("application/json", out)
+}
+
+/// `text` as a JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A finite number as JSON (estimates are finite; anything else becomes 0).
+fn json_number(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.1}")
+    } else {
+        "0".to_owned()
+    }
+}
+
 /// The snapshot as JSON: totals, jemalloc, process, sampler and the class table.
 fn snapshot_json() -> String {
     let snapshot = crate::snapshot();
@@ -843,6 +919,13 @@ mod tests {
         let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "y".repeat(9000));
         assert_eq!(parse(&long), Err(431));
         assert_eq!(parse("GET / HTTP/1.1\r\n"), Err(400), "incomplete");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+        assert_eq!(json_number(f64::NAN), "0");
+        assert_eq!(json_number(2.0), "2.0");
     }
 
     #[test]

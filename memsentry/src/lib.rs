@@ -89,11 +89,36 @@ pub mod report;
 mod sampler;
 mod snapshot;
 mod stats;
+pub mod task;
 mod unwind;
 
 pub use crate::alloc::MemSentry;
 pub use crate::snapshot::{Bytes, ClassStats, Counts, Delta, Snapshot, snapshot, totals};
 pub use crate::stats::JemallocStats;
+/// Counts a function as a [task]: `#[memsentry::tracked]` or
+/// `#[memsentry::tracked(name = "checkout")]` on an `async fn` (each call an instance,
+/// its polls' allocations charged to it) or a plain `fn` (for the call's duration).
+///
+/// ```rust,standalone_crate
+/// #[global_allocator]
+/// static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+///
+/// #[memsentry::tracked(name = "doc::checkout")]
+/// async fn checkout(items: usize) -> Vec<u64> {
+///     vec![0; items]
+/// }
+///
+/// fn main() {
+///     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+///     let mut fut = Box::pin(checkout(100));
+///     assert!(fut.as_mut().poll(&mut cx).is_ready());
+///     let report = memsentry::task::report();
+///     let row = report.task("doc::checkout").unwrap();
+///     assert_eq!((row.started, row.finished), (1, 1));
+///     assert!(row.allocated_bytes >= 800);
+/// }
+/// ```
+pub use memsentry_macros::tracked;
 
 /// Turns bookkeeping on or off at run time, overriding `MEMSENTRY` from the environment.
 ///

@@ -27,6 +27,16 @@
 //! | `memsentry_sampler_stacks` | gauge | | distinct call stacks sampled |
 //! | `memsentry_sampler_memory_bytes` | gauge | bytes | memory the sampler's tables hold |
 //! | `memsentry_sampler_rate_bytes` | gauge | bytes | the sampling rate (mean bytes between samples) |
+//! | `memsentry_tasks_live{task}` | gauge | | [tracked](crate::task) instances alive |
+//! | `memsentry_tasks_started_total{task}` | counter | | instances started |
+//! | `memsentry_tasks_finished_total{task}` | counter | | instances finished |
+//! | `memsentry_tasks_cancelled_total{task}` | counter | | instances dropped before finishing |
+//! | `memsentry_task_polls_total{task}` | counter | | polls |
+//! | `memsentry_task_allocated_bytes_total{task}` | counter | bytes | bytes allocated while polled (exact) |
+//! | `memsentry_task_freed_bytes_total{task}` | counter | bytes | bytes freed while polled (exact) |
+//! | `memsentry_task_inuse_bytes_estimate{task}` | gauge | bytes | bytes the task allocated still in use (sampled estimate) |
+//!
+//! `task` is bounded by [`crate::task::set_max_names`] (names past it are `other`).
 //!
 //! `max_size` is a bounded bucket of the block's size class, by upper bound in bytes:
 //! `16`, `64`, `256`, `1024`, `4096`, `16384`, `65536`, `262144`, `1048576` and `+Inf`
@@ -175,6 +185,58 @@ const COUNTERS: [CounterSpec; 4] = [
 
 const FAILED: &str = "memsentry_failed_allocations_total";
 
+/// The per-task metrics: (name, unit, help, is a counter).
+const TASK_METRICS: [(&str, Unit, &str, bool); 8] = [
+    (
+        "memsentry_tasks_live",
+        Unit::Count,
+        "Tracked task instances alive (started, neither finished nor cancelled).",
+        false,
+    ),
+    (
+        "memsentry_tasks_started_total",
+        Unit::Count,
+        "Tracked task instances started (first polled).",
+        true,
+    ),
+    (
+        "memsentry_tasks_finished_total",
+        Unit::Count,
+        "Tracked task instances that finished.",
+        true,
+    ),
+    (
+        "memsentry_tasks_cancelled_total",
+        Unit::Count,
+        "Tracked task instances dropped before finishing.",
+        true,
+    ),
+    (
+        "memsentry_task_polls_total",
+        Unit::Count,
+        "Polls of tracked task instances.",
+        true,
+    ),
+    (
+        "memsentry_task_allocated_bytes_total",
+        Unit::Bytes,
+        "Requested bytes allocated while the task was polled (exact).",
+        true,
+    ),
+    (
+        "memsentry_task_freed_bytes_total",
+        Unit::Bytes,
+        "Requested bytes freed while the task was polled (exact).",
+        true,
+    ),
+    (
+        "memsentry_task_inuse_bytes_estimate",
+        Unit::Bytes,
+        "Bytes allocated by the task and still in use, estimated from the sampled profile.",
+        false,
+    ),
+];
+
 /// Describes every metric (unit and help text) to the installed recorder. The reporter
 /// calls it once when it starts; call it yourself if you publish with [`publish`] only.
 pub fn describe() {
@@ -189,6 +251,13 @@ pub fn describe() {
         Unit::Count,
         "Allocations the inner allocator refused (returned null)."
     );
+    for (name, unit, help, is_counter) in TASK_METRICS {
+        if is_counter {
+            describe_counter!(name, unit, help);
+        } else {
+            describe_gauge!(name, unit, help);
+        }
+    }
 }
 
 /// Publishes `snapshot` (and the sampler's state) through the `metrics` facade: one
@@ -231,6 +300,18 @@ pub fn publish(snapshot: &Snapshot) {
     gauge!("memsentry_sampler_stacks").set(sampler.stacks as f64);
     gauge!("memsentry_sampler_memory_bytes").set(sampler.bytes as f64);
     gauge!("memsentry_sampler_rate_bytes").set(sampler.sample_rate as f64);
+    for row in crate::task::report().rows() {
+        let task = row.name;
+        gauge!("memsentry_tasks_live", "task" => task).set(row.live as f64);
+        counter!("memsentry_tasks_started_total", "task" => task).absolute(row.started);
+        counter!("memsentry_tasks_finished_total", "task" => task).absolute(row.finished);
+        counter!("memsentry_tasks_cancelled_total", "task" => task).absolute(row.cancelled);
+        counter!("memsentry_task_polls_total", "task" => task).absolute(row.polls);
+        counter!("memsentry_task_allocated_bytes_total", "task" => task)
+            .absolute(row.allocated_bytes);
+        counter!("memsentry_task_freed_bytes_total", "task" => task).absolute(row.freed_bytes);
+        gauge!("memsentry_task_inuse_bytes_estimate", "task" => task).set(row.inuse_bytes_estimate);
+    }
 }
 
 /// A reporter's settings; [`start`](Reporter::start) runs it.

@@ -32,6 +32,8 @@ pub(crate) struct Record {
     pub(crate) rate: u64,
     /// Monotonic nanoseconds when it was sampled.
     pub(crate) time: u64,
+    /// The task that allocated it (`crate::task`'s index; 0: none).
+    pub(crate) task: u32,
 }
 
 /// A record taken out of the table by a `realloc` in flight, to be put back if the
@@ -113,8 +115,8 @@ struct Tables {
     live: DashMap<usize, Record, WordHasher>,
     /// Captured frames (instruction pointers, leaf first) → stack id.
     stacks: DashMap<Arc<[usize]>, u32, WordHasher>,
-    /// (stack id, requested size) → cumulative samples.
-    cumulative: DashMap<(u32, usize), Cumulative, WordHasher>,
+    /// (stack id, requested size, task) → cumulative samples.
+    cumulative: DashMap<(u32, usize, u32), Cumulative, WordHasher>,
     next_stack: AtomicU32,
     /// Bytes of interned frame arrays (for the profiler's own memory figure).
     frame_bytes: AtomicUsize,
@@ -134,19 +136,19 @@ fn tables() -> &'static Tables {
     })
 }
 
-/// Records a sample: the block at `address` of `size` bytes, sampled at `rate`. The
-/// stack is captured from here; frames whose stack pointer is at or below `marker` (an
-/// address in the frame of the allocator's sampling hook) are the hook's and the
-/// sampler's, and are skipped.
+/// Records a sample: the block at `address` of `size` bytes, sampled at `rate`, allocated
+/// by `task` (0: none). The stack is captured from here; frames whose stack pointer is at
+/// or below `marker` (an address in the frame of the allocator's sampling hook) are the
+/// hook's and the sampler's, and are skipped.
 #[inline(never)]
-pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize) {
+pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task: u32) {
     let mut frames = [0usize; MAX_FRAMES];
     let depth = crate::unwind::capture(&mut frames, marker);
     let tables = tables();
     let stack = intern(tables, &frames[..depth]);
     let weight = weight(size, rate);
     {
-        let mut totals = tables.cumulative.entry((stack, size)).or_default();
+        let mut totals = tables.cumulative.entry((stack, size, task)).or_default();
         totals.samples += 1;
         totals.objects += weight;
         totals.bytes += weight * size as f64;
@@ -156,6 +158,7 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize) {
         size,
         rate,
         time: now_nanos(),
+        task,
     };
     insert_live(tables, address, record);
 }
@@ -198,8 +201,8 @@ fn intern(tables: &Tables, frames: &[usize]) -> u32 {
 pub(crate) struct TableCopy {
     /// Interned stacks: (id, frames leaf first).
     pub(crate) stacks: Vec<(u32, Arc<[usize]>)>,
-    /// Cumulative totals per (stack, size).
-    pub(crate) cumulative: Vec<((u32, usize), Cumulative)>,
+    /// Cumulative totals per (stack, size, task).
+    pub(crate) cumulative: Vec<((u32, usize, u32), Cumulative)>,
     /// Live records.
     pub(crate) live: Vec<Record>,
 }
@@ -223,6 +226,29 @@ pub(crate) fn read() -> TableCopy {
     }
     for entry in &tables.live {
         out.live.push(*entry.value());
+    }
+    out
+}
+
+/// In-use estimates per allocating task, from the live samples: task index → (objects,
+/// bytes). Samples without a task are left out.
+pub(crate) fn live_by_task() -> std::collections::HashMap<u32, (f64, f64)> {
+    let mut out = std::collections::HashMap::new();
+    // Allocates while holding shard read locks: nested allocations must not be sampled.
+    let Some(_guard) = crate::hot::sampler::Guard::enter() else {
+        return out;
+    };
+    let Some(tables) = TABLES.get() else {
+        return out;
+    };
+    for entry in &tables.live {
+        let record = entry.value();
+        if record.task != 0 {
+            let weight = weight(record.size, record.rate);
+            let sum: &mut (f64, f64) = out.entry(record.task).or_default();
+            sum.0 += weight;
+            sum.1 += weight * record.size as f64;
+        }
     }
     out
 }

@@ -215,6 +215,37 @@ fn every_path_answers() {
     }
     assert_eq!(json.matches('{').count(), json.matches('}').count());
 
+    {
+        let _scope = memsentry::task::scope("http \"quoted\" task");
+        drop(std::hint::black_box(vec![0u8; 100]));
+    }
+    let tasks = get("/debug/memsentry/tasks");
+    assert_eq!(tasks.header("content-type"), Some("application/json"));
+    let json = tasks.text();
+    assert!(json.starts_with("{\"tasks\":[{\"name\":"), "{json}");
+    assert!(
+        json.contains("\"name\":\"http \\\"quoted\\\" task\",\"live\":0,"),
+        "{json}"
+    );
+    let table = get("/debug/memsentry/tasks?debug=1").text();
+    assert!(
+        table.starts_with("task ") && table.contains("quoted"),
+        "{table}"
+    );
+    assert_eq!(get("/debug/memsentry/tasks?debug=x").status, 400);
+    // Published at the reporter's next tick (a render may fall between two metrics of
+    // one tick: wait for the line itself).
+    let line = "memsentry_tasks_started_total{task=\"http \\\"quoted\\\" task\"} 1";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = get("/metrics").text();
+        if metrics.contains(line) || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(metrics.contains(line), "{metrics}");
+
     drop(held);
 }
 

@@ -88,6 +88,20 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
         }
     }
     assert!(stdout.contains("(bookkeeping on)"));
+    // The task table: the leaking task's instances are alive, the handler's finished.
+    let tasks = stdout
+        .split("tasks (watch_session never finishes: a task leak):\n")
+        .nth(1)
+        .expect("the task table");
+    let live = |name: &str| -> u64 {
+        let line = tasks
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{tasks}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    assert!(live("demo::watch_session") >= 20, "{tasks}");
+    assert!(live("demo::api_call") < 20, "{tasks}");
     assert!(stdout.contains("leaked on purpose by leak_session_buffers"));
     let table = stdout
         .lines()

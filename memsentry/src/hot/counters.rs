@@ -162,6 +162,9 @@ thread_local! {
     /// The slot this thread owns, if any: the hot path's only thread-local read.
     /// `const`-initialised, no destructor: a plain TLS load (`mov %fs:…`).
     static OWNED_SLOT: Cell<Option<&'static Shard>> = const { Cell::new(None) };
+    /// The slot this thread owns while a task is current (then `OWNED_SLOT` is `None`):
+    /// read only when the fast path's test of `OWNED_SLOT` fails.
+    static TASK_SLOT: Cell<Option<&'static Shard>> = const { Cell::new(None) };
     /// This thread's slot index or one of the states above; read only when
     /// `OWNED_SLOT` is `None` (cold).
     static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
@@ -175,6 +178,7 @@ struct SlotRelease;
 impl Drop for SlotRelease {
     fn drop(&mut self) {
         let _ = OWNED_SLOT.try_with(|owned| owned.set(None));
+        let _ = TASK_SLOT.try_with(|owned| owned.set(None));
         let _ = SLOT.try_with(|slot| {
             let index = slot.replace(SHARED);
             if let Some(owned) = OWNED.get(index) {
@@ -205,8 +209,25 @@ fn target() -> Target {
 fn target_cold() -> Target {
     match SLOT.try_with(Cell::get) {
         Ok(UNCLAIMED) => claim(),
+        // Owned, with the slot pointer moved aside while a task is current.
+        Ok(index) if index < MAX_SLOTS => Target::Owned(&SLOTS[index]),
         _ => Target::Shared(fallback_shard()),
     }
+}
+
+/// Moves this thread's slot pointer between the fast path's `OWNED_SLOT` (no task
+/// current) and `TASK_SLOT` (a task current). With a task current, the fast path's test
+/// fails and [`try_record_fast`] falls through to its task branch, which counts in the
+/// same slot and charges the task; with none, the fast path never looks at tasks at all.
+pub(crate) fn set_task_mode(task: bool) {
+    let slot = SLOT
+        .try_with(Cell::get)
+        .ok()
+        .filter(|&index| index < MAX_SLOTS)
+        .map(|index| &SLOTS[index]);
+    let (fast, in_task) = if task { (None, slot) } else { (slot, None) };
+    let _ = OWNED_SLOT.try_with(|owned| owned.set(fast));
+    let _ = TASK_SLOT.try_with(|owned| owned.set(in_task));
 }
 
 /// A fallback shard chosen by the stack address, which differs between threads and
@@ -244,7 +265,13 @@ fn claim() -> Target {
     }
     HIGH_WATER.fetch_max(index + 1, Ordering::Release);
     let _ = SLOT.try_with(|slot| slot.set(index));
-    let _ = OWNED_SLOT.try_with(|owned| owned.set(Some(&SLOTS[index])));
+    // With a task current, the slot goes where the task branch looks for it.
+    let pointer = if super::task::current() == 0 {
+        &OWNED_SLOT
+    } else {
+        &TASK_SLOT
+    };
+    let _ = pointer.try_with(|owned| owned.set(Some(&SLOTS[index])));
     Target::Owned(&SLOTS[index])
 }
 
@@ -308,16 +335,33 @@ fn add_shared(counter: &AtomicU64, value: u64) {
 /// most 8) in the slot this thread owns, one increment, and returns `true`; returns
 /// `false`, counting nothing, for everything else (no slot yet, shared shards, other
 /// requests), which `record_*` then handle.
+///
+/// While a task is current the first test fails, and the task branch counts the same
+/// way in the slot kept in `TASK_SLOT`, and charges the task ([`super::task::charge`]).
 #[inline(always)]
 pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
     let Ok(Some(shard)) = OWNED_SLOT.try_with(Cell::get) else {
-        return false;
+        return try_record_in_task(event, size, align);
     };
     if align > 8 || size > EXACT_MAX {
         return false;
     }
     // In bounds: size <= EXACT_MAX (the compiler sees it and drops the check).
     add_owned(&shard.exact(event)[size], 1);
+    true
+}
+
+/// The task branch of [`try_record_fast`]: the fast path's count, plus the task's.
+#[inline(always)]
+fn try_record_in_task(event: Event, size: usize, align: usize) -> bool {
+    let Ok(Some(shard)) = TASK_SLOT.try_with(Cell::get) else {
+        return false;
+    };
+    if align > 8 || size > EXACT_MAX {
+        return false;
+    }
+    add_owned(&shard.exact(event)[size], 1);
+    super::task::charge(event, size);
     true
 }
 

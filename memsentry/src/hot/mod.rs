@@ -6,6 +6,7 @@ pub(crate) mod counters;
 pub(crate) mod mode;
 pub(crate) mod sampler;
 pub(crate) mod size_class;
+pub(crate) mod task;
 
 use counters::Event;
 
@@ -15,7 +16,9 @@ use crate::sampler::Taken;
 // everything else. The fast path is: the switch is on (one load and compare), this thread
 // owns a slot and the request is common (one TLS load, two compares), one single-writer
 // increment; then, on allocation, the sampling countdown (a TLS subtract and a sign
-// test), on free, the sampled-block filter (one load).
+// test), on free, the sampled-block filter (one load). While a task is current the
+// fast path's first test fails into its task branch (`counters::try_record_fast`), which
+// also charges the task; with none, task attribution costs the fast path nothing.
 
 /// Bookkeeping for an allocation of `size` bytes aligned to `align` that returned `ptr`
 /// (null: the inner allocator refused).
@@ -42,8 +45,11 @@ fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
         counters::record_failure();
         return;
     }
+    // The fast path's test, retried (the thread may have claimed its slot meanwhile);
+    // its task branch charges the task itself.
     if !counters::try_record_fast(Event::Alloc, size, align) {
         counters::record_alloc(size_class::index_of(size, align), size);
+        task::charge(Event::Alloc, size);
     }
     if sampler::due(size) {
         on_sample_due(ptr, size);
@@ -65,7 +71,11 @@ fn on_sample_due(ptr: *mut u8, size: usize) {
         let marker = 0u8;
         // The marker's address lies in this frame: frames below it are the sampler's.
         let frame = core::hint::black_box(core::ptr::addr_of!(marker)) as usize;
-        crate::sampler::record(ptr as usize, size, rate, frame);
+        // The sample belongs to the current task; the sampler's own allocations (its
+        // tables) are charged to no task.
+        let task = task::set_current(0);
+        crate::sampler::record(ptr as usize, size, rate, frame, task);
+        task::set_current(task);
     }
 }
 
@@ -93,6 +103,7 @@ fn count_free_slow(size: usize, align: usize) -> bool {
     let active = mode::active();
     if active && !counters::try_record_fast(Event::Free, size, align) {
         counters::record_free(size_class::index_of(size, align), size);
+        task::charge(Event::Free, size);
     }
     active
 }

@@ -44,8 +44,8 @@ impl fmt::Display for DiffError {
 impl std::error::Error for DiffError {}
 
 /// A row's identity across two profiles of one process: its locations (address, and how
-/// many frames are left after trimming the allocator's) and its block size.
-type RowKey = (Vec<(u64, usize)>, u64);
+/// many frames are left after trimming the allocator's), its block size and its task.
+type RowKey = (Vec<(u64, usize)>, u64, Option<&'static str>);
 
 impl Profile {
     /// What changed from `base` (an earlier profile of this process) to `self`.
@@ -152,7 +152,7 @@ impl Profile {
         }
         out.samples = rows
             .into_iter()
-            .map(|((_, size), (stack, later, earlier))| {
+            .map(|((_, size, task), (stack, later, earlier))| {
                 let zero = Estimate::default();
                 let (alloc, inuse, oldest) = later
                     .as_ref()
@@ -171,6 +171,7 @@ impl Profile {
                     inuse,
                     oldest,
                     base_inuse: Some(base_inuse),
+                    task,
                 }
             })
             .filter(|s| {
@@ -190,7 +191,7 @@ impl Profile {
             .iter()
             .map(|&l| (self.locations[l].address, self.locations[l].lines.len()))
             .collect();
-        (locations, sample.size)
+        (locations, sample.size, sample.task)
     }
 }
 

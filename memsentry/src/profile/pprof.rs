@@ -190,6 +190,7 @@ pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PPro
         unit: strings.get("bytes"),
     });
     let bytes_key = strings.get("bytes");
+    let task_key = strings.get("task");
     let symbolized = profile.symbolization == Symbolization::InProcess;
     let drop_frames = if symbolized {
         0
@@ -265,12 +266,19 @@ pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PPro
                 .map(|&l| l as u64 + 1)
                 .collect(),
             value: types.iter().map(|t| round(t.value(s))).collect(),
-            label: vec![Label {
+            label: std::iter::once(Label {
                 key: bytes_key,
                 str: 0,
                 num: s.size as i64,
                 num_unit: bytes_key,
-            }],
+            })
+            .chain(s.task.map(|task| Label {
+                key: task_key,
+                str: strings.get(task),
+                num: 0,
+                num_unit: 0,
+            }))
+            .collect(),
         })
         .collect();
     let mut comment = vec![strings.get(&format!(

@@ -41,6 +41,7 @@ fn constructed() -> Profile {
                 inuse: estimate(64.6, 4134.4, 1),
                 oldest: Some(Duration::from_secs(3)),
                 base_inuse: None,
+                task: None,
             },
             Sample {
                 stack: 1,
@@ -49,6 +50,7 @@ fn constructed() -> Profile {
                 inuse: estimate(0.0, 0.0, 0),
                 oldest: None,
                 base_inuse: None,
+                task: None,
             },
         ],
         stacks: vec![vec![0, 1], vec![0, 2]],
@@ -202,7 +204,7 @@ fn unwritable_path_is_an_error_naming_it() {
 #[inline(never)]
 fn sampled_here_for_the_unit_test(addresses: &[usize], size: usize) {
     for &address in addresses {
-        crate::sampler::record(address, size, 1, 0);
+        crate::sampler::record(address, size, 1, 0, 0);
     }
 }
 
@@ -351,6 +353,7 @@ fn constructed_base() -> Profile {
         },
         oldest: Some(Duration::from_secs(9)),
         base_inuse: None,
+        task: None,
     };
     // Functions in another order than the later profile's, and one of its own.
     base.functions.rotate_left(1);
@@ -622,7 +625,7 @@ fn pprof_mappings_carry_build_ids_and_offline_profiles_ask_for_symbolization() {
 #[inline(never)]
 fn sampled_for_the_offline_test(addresses: &[usize]) {
     for &address in addresses {
-        crate::sampler::record(address, 80, 1, 0);
+        crate::sampler::record(address, 80, 1, 0, 0);
     }
 }
 
@@ -649,4 +652,32 @@ fn offline_profiles_keep_addresses_and_the_binary() {
     for address in addresses {
         crate::sampler::take(address);
     }
+}
+
+#[test]
+fn samples_carry_their_task_as_a_pprof_label_and_filter_by_it() {
+    let mut profile = constructed();
+    profile.samples[0].task = Some("checkout");
+    let message = decode(&profile);
+    let s = |i: i64| message.string_table[usize::try_from(i).unwrap()].as_str();
+    let labels: Vec<(&str, &str)> = message.sample[0]
+        .label
+        .iter()
+        .filter(|l| l.str != 0)
+        .map(|l| (s(l.key), s(l.str)))
+        .collect();
+    assert_eq!(labels, [("task", "checkout")]);
+    assert_eq!(
+        message.sample[1].label.len(),
+        1,
+        "no task: only the bytes label"
+    );
+    let mine = profile.filter_task("checkout");
+    assert_eq!(mine.samples().len(), 1);
+    assert_eq!(
+        mine.folded(SampleType::AllocSpace),
+        "main;inner;leaf 8346\n"
+    );
+    assert_eq!(profile.tasks(), ["checkout"]);
+    assert!(profile.filter_task("other").samples().is_empty());
 }

@@ -1,0 +1,10 @@
+//! `#[tracked]` misuse is a compile error pointing at the offending tokens (issue 6).
+//! The cases use `memsentry_macros::tracked`, what `memsentry::tracked` re-exports.
+//! The expected messages are in `tests/ui/*.stderr`; `TRYBUILD=overwrite` regenerates
+//! them after a deliberate change.
+
+#[test]
+fn misuse_is_a_compile_error_at_the_right_span() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/*.rs");
+}

@@ -1,0 +1,6 @@
+const NAME: &str = "checkout";
+
+#[memsentry_macros::tracked(name = NAME)]
+async fn checkout() {}
+
+fn main() {}

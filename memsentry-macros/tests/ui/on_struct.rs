@@ -1,0 +1,6 @@
+#[memsentry_macros::tracked]
+struct Checkout {
+    items: Vec<u64>,
+}
+
+fn main() {}

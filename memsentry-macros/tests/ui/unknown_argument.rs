@@ -1,0 +1,4 @@
+#[memsentry_macros::tracked(label = "checkout")]
+async fn checkout() {}
+
+fn main() {}
