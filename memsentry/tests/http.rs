@@ -127,11 +127,16 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[inline(never)]
 fn held_by_the_http_test() -> Vec<Vec<u8>> {
-    (0..256).map(|i| vec![i as u8; 8192]).collect()
+    let blocks = (0..256).map(|i| vec![i as u8; 8192]).collect();
+    // Not a tail call: this frame stays on the stacks, optimised or not.
+    std::hint::black_box(blocks)
 }
 
 #[test]
 fn every_path_answers() {
+    // Installed (and the sampling rate set) before the blocks are allocated, so that
+    // they are sampled.
+    let _ = monitoring();
     let held = held_by_the_http_test();
 
     let health = get("/healthz");
@@ -181,7 +186,11 @@ fn every_path_answers() {
     let heap = get("/debug/pprof/heap");
     assert_eq!(heap.status, 200);
     let raw = gunzip(&heap.body);
-    assert!(contains(&raw, "inuse_space") && contains(&raw, "held_by_the_http_test"));
+    assert!(
+        contains(&raw, "inuse_space") && contains(&raw, "held_by_the_http_test"),
+        "{}",
+        get("/debug/pprof/heap?format=folded").text()
+    );
     let allocs = gunzip(&get("/debug/pprof/allocs").body);
     assert!(contains(&allocs, "alloc_space"));
     let offline = gunzip(&get("/debug/pprof/heap?symbolization=offline").body);

@@ -90,7 +90,7 @@ fn resolve_one(address: usize, functions: &mut HashMap<Function, Arc<Function>>)
 const SHIM: &str = "::_::__rust_";
 
 /// Names of the allocator's machinery, by prefix.
-const ALLOCATOR_PREFIXES: [&str; 12] = [
+const ALLOCATOR_PREFIXES: [&str; 13] = [
     "__rust_alloc",
     "__rust_dealloc",
     "__rust_realloc",
@@ -101,6 +101,7 @@ const ALLOCATOR_PREFIXES: [&str; 12] = [
     "<alloc::alloc::Global as core::alloc::Allocator>",
     "memsentry::hot::",
     "memsentry::sampler::",
+    "memsentry::unwind::",
     "<memsentry::alloc::MemSentry",
     "backtrace::",
 ];

@@ -206,6 +206,8 @@ fn sampled_here_for_the_unit_test(addresses: &[usize], size: usize) {
     for &address in addresses {
         crate::sampler::record(address, size, 1, 0, 0);
     }
+    // No tail call: this frame stays on the stack of the last record, optimised or not.
+    std::hint::black_box(size);
 }
 
 /// The real table and real stacks (no global allocator needed: records are made
@@ -218,14 +220,18 @@ fn recorded_samples_show_up_symbolized() {
     let ours: Vec<&Sample> = profile
         .samples_through("sampled_here_for_the_unit_test")
         .collect();
-    assert_eq!(ours.len(), 1, "one (stack, size) row");
-    assert_eq!(ours[0].size, 48);
-    assert_eq!(ours[0].inuse.samples, 3);
-    assert_eq!(ours[0].inuse.bytes, 144.0);
-    assert_eq!(ours[0].alloc.objects, 3.0);
+    // One row per call site: one, or more where an optimised build unrolled the loop.
+    assert!(!ours.is_empty() && ours.iter().all(|s| s.size == 48));
+    let sum = |f: fn(&Sample) -> f64| ours.iter().map(|s| f(s)).sum::<f64>();
+    assert_eq!(sum(|s| s.inuse.samples as f64), 3.0);
+    assert_eq!(sum(|s| s.inuse.bytes), 144.0);
+    assert_eq!(sum(|s| s.alloc.objects), 3.0);
+    // The sampler's and the stack walk's own frames are trimmed.
     let leaf = profile.frames(ours[0]).next().unwrap();
-    assert!(!leaf.function.starts_with("memsentry::sampler"), "{leaf:?}");
-    assert!(leaf.file.ends_with(".rs"), "{leaf:?}");
+    assert!(
+        leaf.function.ends_with("sampled_here_for_the_unit_test"),
+        "{leaf:?}"
+    );
 
     for address in addresses {
         assert!(crate::hot::sampler::maybe_sampled(address as *mut u8));
