@@ -605,10 +605,23 @@ impl Routes {
 
 /// A 400 if the request has query parameters where none are taken.
 fn no_query(request: &Request) -> Option<Response> {
-    request
-        .query
-        .first()
-        .map(|(key, _)| Response::error(400, &format!("unknown query parameter {key:?}")))
+    request.query.first().map(|(key, _)| unknown_parameter(key))
+}
+
+fn unknown_parameter(key: &str) -> Response {
+    Response::error(400, &format!("unknown query parameter {key:?}"))
+}
+
+/// The value of `?debug=`: whether the text form is asked for (`1`, or Go's `2`).
+fn debug_flag(value: &str) -> Result<bool, Response> {
+    match value {
+        "0" => Ok(false),
+        "1" | "2" => Ok(true),
+        _ => Err(Response::error(
+            400,
+            &format!("debug={value:?}: expected 0 or 1"),
+        )),
+    }
 }
 
 /// The output of a profile path.
@@ -626,10 +639,10 @@ fn profile_response(request: &Request, default_type: SampleType) -> Response {
     let mut symbolization = Symbolization::InProcess;
     for (key, value) in &request.query {
         match key.as_str() {
-            "debug" => match value.as_str() {
-                "0" => {}
-                "1" | "2" => format = Format::Top,
-                _ => return Response::error(400, &format!("debug={value:?}: expected 0 or 1")),
+            "debug" => match debug_flag(value) {
+                Ok(true) => format = Format::Top,
+                Ok(false) => {}
+                Err(response) => return response,
             },
             "format" => {
                 format = match value.as_str() {
@@ -669,7 +682,7 @@ fn profile_response(request: &Request, default_type: SampleType) -> Response {
                     }
                 }
             }
-            _ => return Response::error(400, &format!("unknown query parameter {key:?}")),
+            _ => return unknown_parameter(key),
         }
     }
     let sample_type = sample_type.unwrap_or(default_type);
@@ -711,7 +724,7 @@ fn sample_rate(request: &Request) -> Response {
     for (key, v) in &request.query {
         match key.as_str() {
             "rate" if request.method == "POST" => value = Some(v.clone()),
-            _ => return Response::error(400, &format!("unknown query parameter {key:?}")),
+            _ => return unknown_parameter(key),
         }
     }
     if request.method == "GET" {
@@ -742,13 +755,12 @@ fn sample_rate(request: &Request) -> Response {
 fn tasks(request: &Request) -> Response {
     let mut text = false;
     for (key, value) in &request.query {
-        match (key.as_str(), value.as_str()) {
-            ("debug", "0") => text = false,
-            ("debug", "1" | "2") => text = true,
-            ("debug", _) => {
-                return Response::error(400, &format!("debug={value:?}: expected 0 or 1"));
-            }
-            _ => return Response::error(400, &format!("unknown query parameter {key:?}")),
+        match key.as_str() {
+            "debug" => match debug_flag(value) {
+                Ok(flag) => text = flag,
+                Err(response) => return response,
+            },
+            _ => return unknown_parameter(key),
         }
     }
     let report = crate::task::report();

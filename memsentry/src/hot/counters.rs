@@ -265,13 +265,8 @@ fn claim() -> Target {
     }
     HIGH_WATER.fetch_max(index + 1, Ordering::Release);
     let _ = SLOT.try_with(|slot| slot.set(index));
-    // With a task current, the slot goes where the task branch looks for it.
-    let pointer = if super::task::current() == 0 {
-        &OWNED_SLOT
-    } else {
-        &TASK_SLOT
-    };
-    let _ = pointer.try_with(|owned| owned.set(Some(&SLOTS[index])));
+    // Where the fast path finds the slot: where a task switch would have put it.
+    set_task_mode(super::task::current() != 0);
     Target::Owned(&SLOTS[index])
 }
 
@@ -343,12 +338,7 @@ pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
     let Ok(Some(shard)) = OWNED_SLOT.try_with(Cell::get) else {
         return try_record_in_task(event, size, align);
     };
-    if align > 8 || size > EXACT_MAX {
-        return false;
-    }
-    // In bounds: size <= EXACT_MAX (the compiler sees it and drops the check).
-    add_owned(&shard.exact(event)[size], 1);
-    true
+    record_exact(shard, event, size, align)
 }
 
 /// The task branch of [`try_record_fast`]: the fast path's count, plus the task's.
@@ -357,11 +347,22 @@ fn try_record_in_task(event: Event, size: usize, align: usize) -> bool {
     let Ok(Some(shard)) = TASK_SLOT.try_with(Cell::get) else {
         return false;
     };
+    let counted = record_exact(shard, event, size, align);
+    if counted {
+        super::task::charge(event, size);
+    }
+    counted
+}
+
+/// Counts a common request in `shard`'s exact-size cells (one increment); `false`,
+/// counting nothing, for any other request.
+#[inline(always)]
+fn record_exact(shard: &Shard, event: Event, size: usize, align: usize) -> bool {
     if align > 8 || size > EXACT_MAX {
         return false;
     }
+    // In bounds: size <= EXACT_MAX (the compiler sees it and drops the check).
     add_owned(&shard.exact(event)[size], 1);
-    super::task::charge(event, size);
     true
 }
 

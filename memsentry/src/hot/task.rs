@@ -90,19 +90,13 @@ pub(crate) struct Taken {
 /// Makes `task` current (0: none), returning the previous task and what the thread
 /// allocated and freed for it since the last switch.
 pub(crate) fn switch(task: u32) -> (u32, Taken) {
-    TALLY
-        .try_with(|tally| {
-            let taken = Taken {
-                allocations: tally.allocations.replace(0),
-                allocated_bytes: tally.allocated_bytes.replace(0),
-                frees: tally.frees.replace(0),
-                freed_bytes: tally.freed_bytes.replace(0),
-            };
-            let previous = tally.task.replace(task);
-            if (previous == 0) != (task == 0) {
-                super::counters::set_task_mode(task != 0);
-            }
-            (previous, taken)
+    let taken = TALLY
+        .try_with(|tally| Taken {
+            allocations: tally.allocations.replace(0),
+            allocated_bytes: tally.allocated_bytes.replace(0),
+            frees: tally.frees.replace(0),
+            freed_bytes: tally.freed_bytes.replace(0),
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (set_current(task), taken)
 }
