@@ -264,7 +264,7 @@ pub(crate) struct Usage {
 
 /// Sizes of the tables (takes each shard's read lock briefly).
 pub(crate) fn usage() -> Usage {
-    let filter = crate::hot::sampler::FILTER_LEN;
+    let filter = crate::hot::sampler::FILTER_BYTES;
     let Some(tables) = TABLES.get() else {
         return Usage {
             bytes: filter,

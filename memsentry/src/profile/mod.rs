@@ -46,11 +46,12 @@
 //! # Cost
 //!
 //! Unsampled allocations pay one subtraction and one compare; unsampled frees one load
-//! from a 64 KiB filter. A sample costs a stack walk (following frame pointers where the
-//! program keeps them, a few hundred instructions; otherwise DWARF unwinding through
-//! libgcc's `_Unwind_Backtrace`, ~27,000: see [`unwinder`]) and a few table operations: at the
-//! default rate that is one sample per 512 KiB allocated. [`usage`] reports the memory the
-//! sampler's tables hold. See `BENCHMARKS.md` for measured figures.
+//! and a bit test in an 8 KiB filter. A sample costs a stack walk (following frame
+//! pointers where the program keeps them, a few hundred instructions; otherwise DWARF
+//! unwinding through libgcc's `_Unwind_Backtrace`, ~27,000: see [`unwinder`]) and a few
+//! table operations: at the default rate that is one sample per 512 KiB allocated.
+//! [`usage`] reports the memory the sampler's tables hold. See `BENCHMARKS.md` for
+//! measured figures.
 
 mod diff;
 pub mod dump;
