@@ -857,12 +857,13 @@ fn snapshot_json() -> String {
             )
         },
     );
-    let resident = snapshot
-        .resident_bytes
-        .map_or_else(|| "null".to_owned(), |r| r.to_string());
+    let optional = |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
+    let resident = optional(snapshot.resident_bytes);
+    let limit = optional(snapshot.memory_limit_bytes);
     let mut out = format!(
         "{{\"taken_at_unix_seconds\":{taken_at:.6},\"totals\":{{{}}},\
          \"failed_allocations\":{},\"jemalloc\":{jemalloc},\"resident_bytes\":{resident},\
+         \"memory_limit_bytes\":{limit},\
          \"sampler\":{{\"live_samples\":{},\"stacks\":{},\"memory_bytes\":{},\"rate_bytes\":{}}},\
          \"classes\":[",
         counts(&snapshot.totals),

@@ -23,6 +23,7 @@
 //! | `memsentry_failed_allocations_total` | counter | | allocations the inner allocator refused |
 //! | `memsentry_jemalloc_{allocated,active,resident,mapped,retained,metadata}_bytes` | gauge | bytes | jemalloc's `stats.*` |
 //! | `memsentry_process_resident_bytes` | gauge | bytes | the process's resident set |
+//! | `memsentry_memory_limit_bytes` | gauge | bytes | the cgroup memory limit ([`Snapshot::memory_limit_bytes`]); 0: none set |
 //! | `memsentry_sampler_live_samples` | gauge | | sampled blocks still allocated |
 //! | `memsentry_sampler_stacks` | gauge | | distinct call stacks sampled |
 //! | `memsentry_sampler_memory_bytes` | gauge | bytes | memory the sampler's tables hold |
@@ -79,79 +80,121 @@ fn bucket(class_size: u64) -> usize {
         .unwrap_or(SIZE_BUCKETS.len())
 }
 
-/// The gauges: (name, unit, help).
-const GAUGES: [(&str, Unit, &str); 14] = [
-    (
-        "memsentry_live_bytes",
-        Unit::Bytes,
-        "Requested bytes allocated and not yet freed.",
-    ),
-    (
-        "memsentry_live_objects",
-        Unit::Count,
-        "Blocks allocated and not yet freed.",
-    ),
-    (
-        "memsentry_jemalloc_allocated_bytes",
-        Unit::Bytes,
-        "jemalloc stats.allocated: bytes in blocks the application holds.",
-    ),
-    (
-        "memsentry_jemalloc_active_bytes",
-        Unit::Bytes,
-        "jemalloc stats.active: bytes in active pages.",
-    ),
-    (
-        "memsentry_jemalloc_resident_bytes",
-        Unit::Bytes,
-        "jemalloc stats.resident: bytes in physically resident data pages.",
-    ),
-    (
-        "memsentry_jemalloc_mapped_bytes",
-        Unit::Bytes,
-        "jemalloc stats.mapped: bytes in active extents mapped by the allocator.",
-    ),
-    (
-        "memsentry_jemalloc_retained_bytes",
-        Unit::Bytes,
-        "jemalloc stats.retained: bytes in virtual memory retained, not returned to the OS.",
-    ),
-    (
-        "memsentry_jemalloc_metadata_bytes",
-        Unit::Bytes,
-        "jemalloc stats.metadata: bytes of jemalloc's own metadata.",
-    ),
-    (
-        "memsentry_process_resident_bytes",
-        Unit::Bytes,
-        "The process's resident set size.",
-    ),
-    (
-        "memsentry_sampler_live_samples",
-        Unit::Count,
-        "Sampled blocks still allocated (records in the sampler's live table).",
-    ),
-    (
-        "memsentry_sampler_stacks",
-        Unit::Count,
-        "Distinct call stacks the sampler has seen.",
-    ),
-    (
-        "memsentry_sampler_memory_bytes",
-        Unit::Bytes,
-        "Memory the sampler's tables hold: the price of observation.",
-    ),
-    (
-        "memsentry_sampler_rate_bytes",
-        Unit::Bytes,
-        "The sampling rate: mean bytes allocated between samples (0 = off).",
-    ),
-    (
-        "memsentry_reporter_interval_seconds",
-        Unit::Seconds,
-        "How often the reporter publishes.",
-    ),
+/// What one tick's gauges are read from.
+struct Tick<'a> {
+    snapshot: &'a Snapshot,
+    sampler: crate::profile::SamplerUsage,
+}
+
+impl Tick<'_> {
+    fn jemalloc(&self, field: fn(&crate::JemallocStats) -> u64) -> Option<f64> {
+        self.snapshot.jemalloc.as_ref().map(|j| field(j) as f64)
+    }
+}
+
+/// A gauge published every tick: its name, unit and help, and how to read it (`None`:
+/// not published this tick).
+struct GaugeSpec {
+    name: &'static str,
+    unit: Unit,
+    help: &'static str,
+    value: fn(&Tick<'_>) -> Option<f64>,
+}
+
+/// The gauges published every tick: the one place that names them.
+const GAUGES: [GaugeSpec; 14] = [
+    GaugeSpec {
+        name: "memsentry_live_bytes",
+        unit: Unit::Bytes,
+        help: "Requested bytes allocated and not yet freed.",
+        value: |t| Some(t.snapshot.totals.live_bytes() as f64),
+    },
+    GaugeSpec {
+        name: "memsentry_live_objects",
+        unit: Unit::Count,
+        help: "Blocks allocated and not yet freed.",
+        value: |t| Some(t.snapshot.totals.live_objects() as f64),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_allocated_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.allocated: bytes in blocks the application holds.",
+        value: |t| t.jemalloc(|j| j.allocated),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_active_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.active: bytes in active pages.",
+        value: |t| t.jemalloc(|j| j.active),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_resident_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.resident: bytes in physically resident data pages.",
+        value: |t| t.jemalloc(|j| j.resident),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_mapped_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.mapped: bytes in active extents mapped by the allocator.",
+        value: |t| t.jemalloc(|j| j.mapped),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_retained_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.retained: bytes in virtual memory retained, not returned to the OS.",
+        value: |t| t.jemalloc(|j| j.retained),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_metadata_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.metadata: bytes of jemalloc's own metadata.",
+        value: |t| t.jemalloc(|j| j.metadata),
+    },
+    GaugeSpec {
+        name: "memsentry_process_resident_bytes",
+        unit: Unit::Bytes,
+        help: "The process's resident set size.",
+        value: |t| t.snapshot.resident_bytes.map(|b| b as f64),
+    },
+    GaugeSpec {
+        name: "memsentry_memory_limit_bytes",
+        unit: Unit::Bytes,
+        help: "The process's cgroup memory limit (the smallest on its cgroup path); 0: none set.",
+        value: |t| Some(t.snapshot.memory_limit_bytes.unwrap_or(0) as f64),
+    },
+    GaugeSpec {
+        name: "memsentry_sampler_live_samples",
+        unit: Unit::Count,
+        help: "Sampled blocks still allocated (records in the sampler's live table).",
+        value: |t| Some(t.sampler.live_samples as f64),
+    },
+    GaugeSpec {
+        name: "memsentry_sampler_stacks",
+        unit: Unit::Count,
+        help: "Distinct call stacks the sampler has seen.",
+        value: |t| Some(t.sampler.stacks as f64),
+    },
+    GaugeSpec {
+        name: "memsentry_sampler_memory_bytes",
+        unit: Unit::Bytes,
+        help: "Memory the sampler's tables hold: the price of observation.",
+        value: |t| Some(t.sampler.bytes as f64),
+    },
+    GaugeSpec {
+        name: "memsentry_sampler_rate_bytes",
+        unit: Unit::Bytes,
+        help: "The sampling rate: mean bytes allocated between samples (0 = off).",
+        value: |t| Some(t.sampler.sample_rate as f64),
+    },
 ];
+
+/// Set by a [`Reporter`] when it starts, not every tick.
+const INTERVAL_GAUGE: (&str, Unit, &str) = (
+    "memsentry_reporter_interval_seconds",
+    Unit::Seconds,
+    "How often the reporter publishes.",
+);
 
 /// The per-bucket counters: (name, unit, help, value).
 type CounterSpec = (&'static str, Unit, &'static str, fn(&Counts) -> u64);
@@ -240,9 +283,11 @@ const TASK_METRICS: [(&str, Unit, &str, bool); 8] = [
 /// Describes every metric (unit and help text) to the installed recorder. The reporter
 /// calls it once when it starts; call it yourself if you publish with [`publish`] only.
 pub fn describe() {
-    for (name, unit, help) in GAUGES {
-        describe_gauge!(name, unit, help);
+    for spec in &GAUGES {
+        describe_gauge!(spec.name, spec.unit, spec.help);
     }
+    let (name, unit, help) = INTERVAL_GAUGE;
+    describe_gauge!(name, unit, help);
     for (name, unit, help, _) in COUNTERS {
         describe_counter!(name, unit, help);
     }
@@ -281,25 +326,15 @@ pub fn publish(snapshot: &Snapshot) {
         }
     }
     counter!(FAILED).absolute(snapshot.failed_allocations);
-    let totals = &snapshot.totals;
-    gauge!("memsentry_live_bytes").set(totals.live_bytes() as f64);
-    gauge!("memsentry_live_objects").set(totals.live_objects() as f64);
-    if let Some(j) = &snapshot.jemalloc {
-        gauge!("memsentry_jemalloc_allocated_bytes").set(j.allocated as f64);
-        gauge!("memsentry_jemalloc_active_bytes").set(j.active as f64);
-        gauge!("memsentry_jemalloc_resident_bytes").set(j.resident as f64);
-        gauge!("memsentry_jemalloc_mapped_bytes").set(j.mapped as f64);
-        gauge!("memsentry_jemalloc_retained_bytes").set(j.retained as f64);
-        gauge!("memsentry_jemalloc_metadata_bytes").set(j.metadata as f64);
+    let tick = Tick {
+        snapshot,
+        sampler: crate::profile::usage(),
+    };
+    for spec in &GAUGES {
+        if let Some(value) = (spec.value)(&tick) {
+            gauge!(spec.name).set(value);
+        }
     }
-    if let Some(rss) = snapshot.resident_bytes {
-        gauge!("memsentry_process_resident_bytes").set(rss as f64);
-    }
-    let sampler = crate::profile::usage();
-    gauge!("memsentry_sampler_live_samples").set(sampler.live_samples as f64);
-    gauge!("memsentry_sampler_stacks").set(sampler.stacks as f64);
-    gauge!("memsentry_sampler_memory_bytes").set(sampler.bytes as f64);
-    gauge!("memsentry_sampler_rate_bytes").set(sampler.sample_rate as f64);
     for row in crate::task::report().rows() {
         let task = row.name;
         gauge!("memsentry_tasks_live", "task" => task).set(row.live as f64);
@@ -365,7 +400,7 @@ impl Reporter {
     /// If the thread cannot be spawned.
     pub fn start(self) -> std::io::Result<ReporterHandle> {
         describe();
-        gauge!("memsentry_reporter_interval_seconds").set(self.interval.as_secs_f64());
+        gauge!(INTERVAL_GAUGE.0).set(self.interval.as_secs_f64());
         publish(&crate::snapshot());
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let thread = {

@@ -195,6 +195,13 @@ pub struct Snapshot {
     /// The process's resident set size (RSS) in bytes, from `/proc/self/statm`; `None`
     /// where that is not available.
     pub resident_bytes: Option<u64>,
+    /// The memory limit the kernel enforces on the process: the smallest limit of its
+    /// cgroup and the cgroup's ancestors (v2 `memory.max`, v1 `memory.limit_in_bytes`,
+    /// read under `/sys/fs/cgroup`), like Go's `/gc/gomemlimit:bytes` for a container.
+    /// `None` where no limit is set or cgroups are not mounted there. Compare it with
+    /// [`resident_bytes`](Self::resident_bytes): the kernel charges resident pages (and
+    /// page cache) against it, not live bytes.
+    pub memory_limit_bytes: Option<u64>,
     /// Monotonic time of the snapshot, for rates.
     at: Instant,
 }
@@ -202,7 +209,7 @@ pub struct Snapshot {
 /// Takes a [`Snapshot`].
 ///
 /// Costs a sum over the per-thread counters, one `epoch` advance and six `mallctl` reads,
-/// and one read of `/proc/self/statm`: tens of microseconds. The counters are read before
+/// one read of `/proc/self/statm` and a few small cgroup files: tens of microseconds. The counters are read before
 /// anything is allocated, so the snapshot's own allocations show up in the next one.
 #[must_use]
 pub fn snapshot() -> Snapshot {
@@ -213,6 +220,7 @@ pub fn snapshot() -> Snapshot {
     let taken_at = SystemTime::now();
     let jemalloc = stats::jemalloc_stats();
     let resident_bytes = stats::process_resident_bytes();
+    let memory_limit_bytes = stats::cgroup_memory_limit();
 
     let mut totals = Counts::default();
     // One allocation, of a size known in advance (tests account for it exactly).
@@ -235,6 +243,7 @@ pub fn snapshot() -> Snapshot {
         classes,
         jemalloc,
         resident_bytes,
+        memory_limit_bytes,
         at,
     }
 }
@@ -393,8 +402,12 @@ impl fmt::Display for Snapshot {
             None => writeln!(f, "jemalloc    (statistics unavailable)")?,
         }
         match self.resident_bytes {
-            Some(rss) => writeln!(f, "process     resident {}", Bytes(rss))?,
-            None => writeln!(f, "process     resident (unavailable)")?,
+            Some(rss) => write!(f, "process     resident {}", Bytes(rss))?,
+            None => write!(f, "process     resident (unavailable)")?,
+        }
+        match self.memory_limit_bytes {
+            Some(limit) => writeln!(f, ", cgroup memory limit {}", Bytes(limit))?,
+            None => writeln!(f, ", no cgroup memory limit")?,
         }
         writeln!(
             f,
@@ -442,6 +455,7 @@ mod tests {
             classes: Vec::new(),
             jemalloc: None,
             resident_bytes: None,
+            memory_limit_bytes: None,
             at,
         }
     }

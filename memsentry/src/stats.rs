@@ -1,5 +1,5 @@
-//! **[C]** jemalloc's own figures (through `tikv-jemalloc-ctl`) and the process's
-//! resident set size.
+//! **[C]** jemalloc's own figures (through `tikv-jemalloc-ctl`), the process's resident
+//! set size and its cgroup's memory limit.
 
 use std::io::Read;
 use std::sync::OnceLock;
@@ -94,4 +94,139 @@ pub(crate) fn process_resident_bytes() -> Option<u64> {
     // SAFETY: `sysconf` has no memory-safety preconditions.
     let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages.checked_mul(u64::try_from(page_size).ok()?)
+}
+
+/// Where cgroup hierarchies are mounted: (mount point, limit file) for the unified (v2)
+/// hierarchy, at the top (pure v2) or under `unified` (hybrid), and the v1 memory
+/// controller. These are the mount points systemd, Docker and Kubernetes use.
+const CGROUP_V2_ROOTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+const CGROUP_V1_MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
+
+/// Limits at or above this are "no limit": cgroup v1 writes its maximum as
+/// `PAGE_COUNTER_MAX` pages (9223372036854771712 with 4 KiB pages).
+const NO_LIMIT: u64 = 1 << 62;
+
+/// The memory limit of the process's cgroup in bytes: the smallest limit set on its
+/// cgroup or any ancestor (v2 `memory.max`, v1 `memory.limit_in_bytes`), as the kernel
+/// enforces; `None` where no limit is set or cgroups are not mounted where expected.
+/// Reads into stack buffers: no allocation for paths under a few hundred bytes.
+pub(crate) fn cgroup_memory_limit() -> Option<u64> {
+    let mut buffer = [0u8; 4096];
+    let membership = read_small("/proc/self/cgroup", &mut buffer)?;
+    let mut limit: Option<u64> = None;
+    for line in membership.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            for root in CGROUP_V2_ROOTS {
+                limit = min_limit(limit, hierarchy_limit(root, path, "memory.max"));
+            }
+        } else if controllers.split(',').any(|c| c == "memory") {
+            let found = hierarchy_limit(CGROUP_V1_MEMORY_ROOT, path, "memory.limit_in_bytes");
+            limit = min_limit(limit, found);
+        }
+    }
+    limit
+}
+
+fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The smallest limit in `file` of the cgroup at `path` under `root` and of each of its
+/// ancestors up to `root` itself. Levels whose file is missing are skipped: in a
+/// container without a cgroup namespace `/proc/self/cgroup` shows the host's path while
+/// the container's own cgroup is mounted at the root.
+fn hierarchy_limit(root: &str, path: &str, file: &str) -> Option<u64> {
+    let mut limit = None;
+    let mut dir = path.trim_end_matches('/');
+    loop {
+        limit = min_limit(limit, limit_file(root, dir, file));
+        match dir.rfind('/') {
+            Some(parent) => dir = &dir[..parent],
+            None => return limit,
+        }
+    }
+}
+
+/// The limit in `root``dir`/`file`, if the file exists and sets one.
+fn limit_file(root: &str, dir: &str, file: &str) -> Option<u64> {
+    let mut path = [0u8; 512];
+    let path = join(&mut path, &[root, dir, "/", file])?;
+    let mut buffer = [0u8; 64];
+    parse_limit(read_small(path, &mut buffer)?)
+}
+
+/// `parts` concatenated in `buffer`; `None` if they do not fit.
+fn join<'a>(buffer: &'a mut [u8], parts: &[&str]) -> Option<&'a str> {
+    let mut len = 0;
+    for part in parts {
+        let end = len + part.len();
+        buffer.get_mut(len..end)?.copy_from_slice(part.as_bytes());
+        len = end;
+    }
+    std::str::from_utf8(&buffer[..len]).ok()
+}
+
+/// Reads a small file into `buffer`; `None` if it cannot be read, is not UTF-8 or does
+/// not fit.
+fn read_small<'a>(path: &str, buffer: &'a mut [u8]) -> Option<&'a str> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = 0;
+    loop {
+        match file.read(buffer.get_mut(len..)?) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+        if len == buffer.len() {
+            return None;
+        }
+    }
+    std::str::from_utf8(&buffer[..len]).ok()
+}
+
+/// A limit file's value: bytes, or `None` for `max` (v2) and v1's "unlimited" figure.
+fn parse_limit(text: &str) -> Option<u64> {
+    let bytes: u64 = text.trim().parse().ok()?;
+    (bytes < NO_LIMIT).then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_values() {
+        assert_eq!(parse_limit("268435456\n"), Some(268_435_456));
+        assert_eq!(parse_limit("max\n"), None);
+        assert_eq!(
+            parse_limit("9223372036854771712\n"),
+            None,
+            "v1's no-limit value"
+        );
+        assert_eq!(parse_limit(""), None);
+        assert_eq!(min_limit(Some(5), None), Some(5));
+        assert_eq!(min_limit(Some(5), Some(3)), Some(3));
+        assert_eq!(min_limit(None, None), None);
+    }
+
+    #[test]
+    fn paths_join_within_the_buffer() {
+        let mut buffer = [0u8; 32];
+        assert_eq!(
+            join(&mut buffer, &["/sys/fs/cgroup", "/a/b", "/", "memory.max"]),
+            Some("/sys/fs/cgroup/a/b/memory.max")
+        );
+        let mut small = [0u8; 8];
+        assert_eq!(join(&mut small, &["/sys/fs/cgroup"]), None);
+    }
 }

@@ -173,6 +173,7 @@ fn every_path_answers() {
         "memsentry_freed_bytes_total{max_size=\"+Inf\"}",
         "memsentry_jemalloc_resident_bytes",
         "memsentry_process_resident_bytes",
+        "# TYPE memsentry_memory_limit_bytes gauge",
         "memsentry_sampler_rate_bytes 4096",
     ] {
         assert!(
@@ -218,6 +219,7 @@ fn every_path_answers() {
     for key in [
         "\"totals\":{\"allocations\":",
         "\"jemalloc\":{",
+        "\"memory_limit_bytes\":",
         "\"classes\":[{\"size\":8",
     ] {
         assert!(json.contains(key), "{key} missing: {json}");
