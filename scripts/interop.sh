@@ -9,19 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-install() {
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    echo "interop: installing $* (Debian packages)"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
-}
+name=interop
+. scripts/lib.sh
 
-fail() { echo "interop: FAILED: $*" >&2; exit 1; }
-
-command -v go >/dev/null || install golang-go
+command -v go >/dev/null || apt_install golang-go
 command -v go >/dev/null || fail "go is still missing"
-command -v chromium >/dev/null || install chromium
+command -v chromium >/dev/null || apt_install chromium
 command -v chromium >/dev/null || fail "chromium is still missing"
 
 work=$(mktemp -d)

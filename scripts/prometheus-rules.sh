@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fail() { echo "prometheus-rules: FAILED: $*" >&2; exit 1; }
+name=prometheus-rules
+. scripts/lib.sh
 
 # The ids of the running `prometheus` processes, space-separated (from /proc: pgrep may be
 # missing).
@@ -30,9 +31,7 @@ install() {
         systemd=yes
         systemctl is-active --quiet prometheus 2>/dev/null && was_active=yes
     fi
-    echo "prometheus-rules: installing $* (Debian packages)"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    apt_install --no-install-recommends "$@"
     # The package's postinst starts its server where services may start (under systemd it
     # also enables it): only promtool is wanted here, so stop what the install started.
     if [ "$systemd" = yes ] && [ "$was_active" = no ] \

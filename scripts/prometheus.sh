@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fail() { echo "prometheus: FAILED: $*" >&2; exit 1; }
+name=prometheus
+. scripts/lib.sh
 
 # The rules first; this also installs the package (server and promtool) if missing.
 scripts/prometheus-rules.sh
