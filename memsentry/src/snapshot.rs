@@ -209,8 +209,9 @@ pub struct Snapshot {
 /// Takes a [`Snapshot`].
 ///
 /// Costs a sum over the per-thread counters, one `epoch` advance and six `mallctl` reads,
-/// one read of `/proc/self/statm` and a few small cgroup files: tens of microseconds. The counters are read before
-/// anything is allocated, so the snapshot's own allocations show up in the next one.
+/// one read of `/proc/self/statm` and a few small cgroup files: tens of microseconds. The
+/// counters are read before anything is allocated, so the snapshot's own allocations show
+/// up in the next one.
 #[must_use]
 pub fn snapshot() -> Snapshot {
     let mut sums = [ClassSums::default(); NUM_CLASSES];

@@ -86,9 +86,7 @@ pub(crate) fn jemalloc_stats() -> Option<JemallocStats> {
 /// not available. Reads into a stack buffer: no allocation.
 pub(crate) fn process_resident_bytes() -> Option<u64> {
     let mut buffer = [0u8; 256];
-    let mut file = std::fs::File::open("/proc/self/statm").ok()?;
-    let len = file.read(&mut buffer).ok()?;
-    let text = std::str::from_utf8(buffer.get(..len)?).ok()?;
+    let text = read_small("/proc/self/statm", &mut buffer)?;
     // Fields: size resident shared text lib data dt, in pages.
     let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: `sysconf` has no memory-safety preconditions.
@@ -96,9 +94,9 @@ pub(crate) fn process_resident_bytes() -> Option<u64> {
     pages.checked_mul(u64::try_from(page_size).ok()?)
 }
 
-/// Where cgroup hierarchies are mounted: (mount point, limit file) for the unified (v2)
-/// hierarchy, at the top (pure v2) or under `unified` (hybrid), and the v1 memory
-/// controller. These are the mount points systemd, Docker and Kubernetes use.
+/// Where cgroup hierarchies are mounted: the unified (v2) hierarchy at the top (pure v2)
+/// or under `unified` (hybrid), and the v1 memory controller. These are the mount points
+/// systemd, Docker and Kubernetes use.
 const CGROUP_V2_ROOTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
 const CGROUP_V1_MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
 
