@@ -30,6 +30,24 @@
 //! given back during thread teardown, increments go to a few shared *fallback* shards
 //! with `fetch_add`: slower, never lost.
 //!
+//! # The gate
+//!
+//! The fast path makes one test before its increment: `size <= gate` (and alignment at
+//! most 8, which folds away when the alignment is a constant, as in `Vec` and `Box`).
+//! The gate is a word at the head of each slot, read through the thread's slot pointer,
+//! which always points at a slot: the thread's own, or [`CLOSED`], whose gate is 0. It
+//! is [`EXACT_MAX`] in an owned slot while bookkeeping is on, and 0 otherwise, so that one
+//! compare also answers "is bookkeeping on?" and "does this thread own a slot?", which
+//! used to cost a load of the global switch, a null test and their branches (12
+//! instructions per alloc+free pair on the benchmark mix; BENCHMARKS.md).
+//!
+//! Every write of the switch (`mode`) stores the gates of the slots ever claimed, under
+//! the switch's lock; a thread claiming a slot sets its gate from the switch with a
+//! handshake ([`sync_gate`]) so that a claim racing a flip cannot leave a gate open
+//! while bookkeeping is off. The owner's fast path reads its gate `Relaxed`: a flip by
+//! another thread reaches it a little later, as any flag would; a flip on the owner's
+//! own thread, at once.
+//!
 //! # Ordering
 //!
 //! Writers store with `Release` and readers load with `Acquire` (both plain `mov` on
@@ -105,6 +123,11 @@ impl SlackCell {
 #[derive(Debug)]
 #[repr(C, align(128))]
 struct Shard {
+    /// The largest request the fast path counts in this shard's exact-size cells:
+    /// [`EXACT_MAX`] while the shard is owned and bookkeeping is on, 0 (closed) otherwise.
+    /// The fast path's one test compares the request's size with it, so the switch, "this
+    /// thread owns a slot" and "the request is small" cost one compare (see the module docs).
+    gate: AtomicUsize,
     /// Allocations of each exact size up to [`EXACT_MAX`] (owned slots only).
     exact_allocations: [AtomicU64; EXACT_LEN],
     /// Frees of each exact size up to [`EXACT_MAX`] (owned slots only).
@@ -116,6 +139,7 @@ struct Shard {
 impl Shard {
     const fn new() -> Self {
         Self {
+            gate: AtomicUsize::new(0),
             exact_allocations: [const { AtomicU64::new(0) }; EXACT_LEN],
             exact_frees: [const { AtomicU64::new(0) }; EXACT_LEN],
             classes: [const { ClassCell::new() }; NUM_CLASSES],
@@ -149,6 +173,10 @@ static OWNED: [AtomicBool; MAX_SLOTS] = [const { AtomicBool::new(false) }; MAX_S
 static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
 static FALLBACK: [Shard; FALLBACK_SHARDS] = [const { Shard::new() }; FALLBACK_SHARDS];
 static FAILED: AtomicU64 = AtomicU64::new(0);
+/// Where `OWNED_SLOT` points while the thread has no slot to count in fast: its gate is
+/// never opened, so the fast path's test fails. Only the gate's cache line is ever
+/// touched (the rest is `.bss` address space).
+static CLOSED: Shard = Shard::new();
 
 /// States of [`SLOT`] besides a slot index (`0..MAX_SLOTS`).
 const UNCLAIMED: usize = usize::MAX;
@@ -159,14 +187,13 @@ const CLAIMING: usize = usize::MAX - 1;
 const SHARED: usize = usize::MAX - 2;
 
 thread_local! {
-    /// The slot this thread owns, if any: the hot path's only thread-local read.
+    /// The slot this thread owns, or [`CLOSED`]: the hot path's only thread-local read.
     /// `const`-initialised, no destructor: a plain TLS load (`mov %fs:…`).
-    static OWNED_SLOT: Cell<Option<&'static Shard>> = const { Cell::new(None) };
-    /// The slot this thread owns while a task is current (then `OWNED_SLOT` is `None`):
-    /// read only when the fast path's test of `OWNED_SLOT` fails.
+    static OWNED_SLOT: Cell<&'static Shard> = const { Cell::new(&CLOSED) };
+    /// The slot this thread owns while a task is current (then `OWNED_SLOT` is
+    /// [`CLOSED`]): read only when the fast path's test fails.
     static TASK_SLOT: Cell<Option<&'static Shard>> = const { Cell::new(None) };
-    /// This thread's slot index or one of the states above; read only when
-    /// `OWNED_SLOT` is `None` (cold).
+    /// This thread's slot index or one of the states above; read only off the fast path.
     static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
     /// Touched once, when a slot is claimed, to register [`SlotRelease`]'s destructor.
     static RELEASE: SlotRelease = const { SlotRelease };
@@ -177,7 +204,7 @@ struct SlotRelease;
 
 impl Drop for SlotRelease {
     fn drop(&mut self) {
-        let _ = OWNED_SLOT.try_with(|owned| owned.set(None));
+        let _ = OWNED_SLOT.try_with(|owned| owned.set(&CLOSED));
         let _ = TASK_SLOT.try_with(|owned| owned.set(None));
         let _ = SLOT.try_with(|slot| {
             let index = slot.replace(SHARED);
@@ -196,29 +223,20 @@ enum Target {
     Shared(&'static Shard),
 }
 
-#[inline(always)]
+#[inline]
 fn target() -> Target {
-    match OWNED_SLOT.try_with(Cell::get) {
-        Ok(Some(shard)) => Target::Owned(shard),
-        _ => target_cold(),
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn target_cold() -> Target {
     match SLOT.try_with(Cell::get) {
-        Ok(UNCLAIMED) => claim(),
-        // Owned, with the slot pointer moved aside while a task is current.
         Ok(index) if index < MAX_SLOTS => Target::Owned(&SLOTS[index]),
+        Ok(UNCLAIMED) => claim(),
         _ => Target::Shared(fallback_shard()),
     }
 }
 
 /// Moves this thread's slot pointer between the fast path's `OWNED_SLOT` (no task
-/// current) and `TASK_SLOT` (a task current). With a task current, the fast path's test
-/// fails and [`try_record_fast`] falls through to its task branch, which counts in the
-/// same slot and charges the task; with none, the fast path never looks at tasks at all.
+/// current) and `TASK_SLOT` (a task current; `OWNED_SLOT` is then [`CLOSED`]). With a
+/// task current, the fast path's test fails and [`try_record_fast`] falls through to its
+/// task branch, which counts in the same slot and charges the task; with none, the fast
+/// path never looks at tasks at all.
 pub(crate) fn set_task_mode(task: bool) {
     let slot = SLOT
         .try_with(Cell::get)
@@ -226,7 +244,7 @@ pub(crate) fn set_task_mode(task: bool) {
         .filter(|&index| index < MAX_SLOTS)
         .map(|index| &SLOTS[index]);
     let (fast, in_task) = if task { (None, slot) } else { (slot, None) };
-    let _ = OWNED_SLOT.try_with(|owned| owned.set(fast));
+    let _ = OWNED_SLOT.try_with(|owned| owned.set(fast.unwrap_or(&CLOSED)));
     let _ = TASK_SLOT.try_with(|owned| owned.set(in_task));
 }
 
@@ -263,7 +281,9 @@ fn claim() -> Target {
         let _ = SLOT.try_with(|slot| slot.set(SHARED));
         return Target::Shared(fallback_shard());
     }
-    HIGH_WATER.fetch_max(index + 1, Ordering::Release);
+    // SeqCst, before the gate is set: see `sync_gate`.
+    HIGH_WATER.fetch_max(index + 1, Ordering::SeqCst);
+    sync_gate(&SLOTS[index]);
     let _ = SLOT.try_with(|slot| slot.set(index));
     // Where the fast path finds the slot: where a task switch would have put it.
     set_task_mode(super::task::current() != 0);
@@ -328,22 +348,22 @@ fn add_shared(counter: &AtomicU64, value: u64) {
 
 /// The fast path: counts a common request (at most [`EXACT_MAX`] bytes, aligned to at
 /// most 8) in the slot this thread owns, one increment, and returns `true`; returns
-/// `false`, counting nothing, for everything else (no slot yet, shared shards, other
-/// requests), which `record_*` then handle.
-///
-/// While a task is current the first test fails, and the task branch counts the same
-/// way in the slot kept in `TASK_SLOT`, and charges the task ([`super::task::charge`]).
+/// `false`, counting nothing, for everything else (bookkeeping off or not started, no
+/// slot yet, a task current, other requests), which [`try_record_in_task`] or the
+/// callers' slow paths then handle.
 #[inline(always)]
 pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
-    let Ok(Some(shard)) = OWNED_SLOT.try_with(Cell::get) else {
-        return try_record_in_task(event, size, align);
-    };
-    record_exact(shard, event, size, align)
+    // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
+    OWNED_SLOT
+        .try_with(Cell::get)
+        .is_ok_and(|shard| record_exact(shard, event, size, align))
 }
 
-/// The task branch of [`try_record_fast`]: the fast path's count, plus the task's.
+/// The task branch of the fast path, for when [`try_record_fast`] failed: while a task is
+/// current, counts a common request the same way in the slot kept in `TASK_SLOT` and
+/// charges the task ([`super::task::charge`]); `false`, counting nothing, otherwise.
 #[inline(always)]
-fn try_record_in_task(event: Event, size: usize, align: usize) -> bool {
+pub(crate) fn try_record_in_task(event: Event, size: usize, align: usize) -> bool {
     let Ok(Some(shard)) = TASK_SLOT.try_with(Cell::get) else {
         return false;
     };
@@ -354,16 +374,56 @@ fn try_record_in_task(event: Event, size: usize, align: usize) -> bool {
     counted
 }
 
-/// Counts a common request in `shard`'s exact-size cells (one increment); `false`,
-/// counting nothing, for any other request.
+/// Counts a common request in `shard`'s exact-size cells (one increment) if `shard`'s
+/// gate is open; `false`, counting nothing, for any other request or a closed gate.
 #[inline(always)]
 fn record_exact(shard: &Shard, event: Event, size: usize, align: usize) -> bool {
-    if align > 8 || size > EXACT_MAX {
+    // `Relaxed`: a gate closed by another thread takes effect here a little later, as a
+    // switch flipped by another thread always does.
+    let gate = shard.gate.load(Ordering::Relaxed);
+    // SAFETY: gates are only ever stored from `gate_for`, which returns 0 or EXACT_MAX.
+    // (Telling the optimizer so removes a second compare, for the index below.)
+    unsafe { core::hint::assert_unchecked(gate <= EXACT_MAX) };
+    if size > gate || align > 8 {
         return false;
     }
-    // In bounds: size <= EXACT_MAX (the compiler sees it and drops the check).
+    // In bounds: size <= gate <= EXACT_MAX (the compiler sees it and drops the check).
     add_owned(&shard.exact(event)[size], 1);
     true
+}
+
+/// The gate value for bookkeeping on (`true`) or off.
+const fn gate_for(on: bool) -> usize {
+    if on { EXACT_MAX } else { 0 }
+}
+
+/// Sets the gate of a slot this thread has just claimed from the switch.
+///
+/// With [`publish_gates`] this is a store-fence-load handshake (both sides `SeqCst`):
+/// the claimer raises `HIGH_WATER` over its slot, stores the gate, then reads the switch
+/// again; the switch's writer stores the switch, then reads `HIGH_WATER` and stores the
+/// gates below it. Either the claimer's second read sees the new switch (and it stores
+/// again), or the writer's read of `HIGH_WATER` sees the slot, and its gate store comes
+/// later than the claimer's in the gate's modification order. Either way the gate ends
+/// agreeing with the last switch value.
+fn sync_gate(shard: &Shard) {
+    loop {
+        let on = super::mode::is_on_seq_cst();
+        shard.gate.store(gate_for(on), Ordering::SeqCst);
+        if super::mode::is_on_seq_cst() == on {
+            return;
+        }
+    }
+}
+
+/// Opens (`on`) or closes the gates of every slot ever claimed, after the switch was
+/// stored (`SeqCst`) as `on`. Serialised by the switch's lock (see `mode`): concurrent
+/// calls would otherwise leave a mix.
+pub(crate) fn publish_gates(on: bool) {
+    let used = HIGH_WATER.load(Ordering::SeqCst).min(MAX_SLOTS);
+    for shard in &SLOTS[..used] {
+        shard.gate.store(gate_for(on), Ordering::SeqCst);
+    }
 }
 
 #[inline(always)]
@@ -477,6 +537,14 @@ pub(crate) fn read_into(out: &mut [ClassSums; NUM_CLASSES]) {
 /// Number of allocations the inner allocator refused.
 pub(crate) fn failures() -> u64 {
     FAILED.load(Ordering::Relaxed)
+}
+
+/// Whether this thread's fast path is open: it owns a slot whose gate is open and no task
+/// is current (for tests).
+pub(crate) fn fast_path_open() -> bool {
+    OWNED_SLOT
+        .try_with(|shard| shard.get().gate.load(Ordering::Relaxed) != 0)
+        .unwrap_or(false)
 }
 
 /// Slots currently owned by live threads (for diagnostics and tests).

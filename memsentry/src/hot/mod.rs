@@ -13,23 +13,32 @@ use counters::Event;
 use crate::sampler::Taken;
 
 // Each entry point below is a short inlined fast path with out-of-line calls for
-// everything else. The fast path is: the switch is on (one load and compare), this thread
-// owns a slot and the request is common (one TLS load, two compares), one single-writer
-// increment; then, on allocation, the sampling countdown (a TLS subtract and a sign
-// test), on free, the sampled-block filter (one load). While a task is current the
-// fast path's first test fails into its task branch (`counters::try_record_fast`), which
-// also charges the task; with none, task attribution costs the fast path nothing.
+// everything else. The fast path is: the thread's slot (one TLS load) lets the request
+// through its gate (one compare with the slot's gate, which is closed while bookkeeping
+// is off, before the thread has a slot, or while a task is current) and the alignment is
+// common (one compare); one single-writer increment; then, on allocation, the sampling
+// countdown (a TLS subtract and a sign test), on free, the sampled-block filter (one
+// load and a bit test). Whatever fails the gate loads the switch once: off, nothing
+// more; otherwise the task branch (`counters::try_record_fast`), which also charges the
+// task, or the out-of-line slow path. With no task current, task attribution costs the
+// fast path nothing.
 
 /// Bookkeeping for an allocation of `size` bytes aligned to `align` that returned `ptr`
 /// (null: the inner allocator refused).
 #[inline(always)]
 pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) {
-    if mode::is_on() && !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align) {
+    if !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align) {
         if sampler::due(size) {
             on_sample_due(ptr, size);
         }
     } else if !mode::is_off() {
-        on_alloc_slow(ptr, size, align);
+        if !ptr.is_null() && counters::try_record_in_task(Event::Alloc, size, align) {
+            if sampler::due(size) {
+                on_sample_due(ptr, size);
+            }
+        } else {
+            on_alloc_slow(ptr, size, align);
+        }
     }
 }
 
@@ -45,9 +54,11 @@ fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
         counters::record_failure();
         return;
     }
-    // The fast path's test, retried (the thread may have claimed its slot meanwhile);
-    // its task branch charges the task itself.
-    if !counters::try_record_fast(Event::Alloc, size, align) {
+    // The fast path's tests, retried (the thread may have claimed its slot meanwhile);
+    // the task branch charges the task itself.
+    if !counters::try_record_fast(Event::Alloc, size, align)
+        && !counters::try_record_in_task(Event::Alloc, size, align)
+    {
         counters::record_alloc(size_class::index_of(size, align), size);
         task::charge(Event::Alloc, size);
     }
@@ -92,8 +103,10 @@ pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) {
 /// Counts a free of `size` bytes aligned to `align`; `false` if bookkeeping is off.
 #[inline(always)]
 fn count_free(size: usize, align: usize) -> bool {
-    (mode::is_on() && counters::try_record_fast(Event::Free, size, align))
-        || (!mode::is_off() && count_free_slow(size, align))
+    counters::try_record_fast(Event::Free, size, align)
+        || (!mode::is_off()
+            && (counters::try_record_in_task(Event::Free, size, align)
+                || count_free_slow(size, align)))
 }
 
 /// Everything the fast path of [`count_free`] does not handle.
@@ -101,7 +114,10 @@ fn count_free(size: usize, align: usize) -> bool {
 #[inline(never)]
 fn count_free_slow(size: usize, align: usize) -> bool {
     let active = mode::active();
-    if active && !counters::try_record_fast(Event::Free, size, align) {
+    if active
+        && !counters::try_record_fast(Event::Free, size, align)
+        && !counters::try_record_in_task(Event::Free, size, align)
+    {
         counters::record_free(size_class::index_of(size, align), size);
         task::charge(Event::Free, size);
     }

@@ -1,13 +1,17 @@
 //! **[H]** The global on/off switch, and reading `MEMSENTRY*` from the environment once.
 //!
-//! The switch is one `AtomicU8`. The allocator loads it (`Relaxed`) on every call; when
-//! bookkeeping is off that load and a compare are all it adds to jemalloc.
+//! The switch is one `AtomicU8`, mirrored in the *gate* of every counter slot (see
+//! `counters`): the fast path never reads the switch itself, only the gate of the thread's
+//! own slot, in the compare it makes anyway ("is the request small enough to count
+//! fast?"). Every write of the switch closes or opens those gates. When a call does not
+//! pass the gate, the allocator loads the switch (`Relaxed`): when bookkeeping is off,
+//! that load and a compare, after the gate's, are all it adds to jemalloc.
 //!
 //! The environment is read lazily, on the first allocation, *inside* the allocator: it
 //! scans the C `environ` array and writes any warning with `write(2)`, so it neither
 //! allocates nor takes a lock (`std::env` does both).
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::config::{self, EnvVar};
 
@@ -17,12 +21,13 @@ const ON: u8 = 2;
 const OFF: u8 = 3;
 
 static MODE: AtomicU8 = AtomicU8::new(UNINIT);
+/// Serialises the writes that settle the switch (ON or OFF) with their gate updates.
+static WRITE_LOCK: AtomicBool = AtomicBool::new(false);
 
-/// Whether bookkeeping is on, without initialising the switch: one `Relaxed` load and
-/// a compare. `false` also before the environment was read (ask [`active`]).
-#[inline(always)]
-pub(crate) fn is_on() -> bool {
-    MODE.load(Ordering::Relaxed) == ON
+/// Whether bookkeeping is on, without initialising the switch (`false` also before the
+/// environment was read), `SeqCst`: for the gate handshake (`counters::sync_gate`).
+pub(crate) fn is_on_seq_cst() -> bool {
+    MODE.load(Ordering::SeqCst) == ON
 }
 
 /// Whether bookkeeping is known to be off, without initialising the switch.
@@ -45,7 +50,28 @@ pub(crate) fn active() -> bool {
 pub(crate) fn set_active(on: bool) {
     // Make sure a later first allocation does not apply the environment over this call.
     let _ = active();
-    MODE.store(if on { ON } else { OFF }, Ordering::Relaxed);
+    settle(None, on);
+}
+
+/// Stores `on` in the switch, if it holds `from` (any value: `None`), and publishes it to
+/// the counters' gates; both under [`WRITE_LOCK`], so gates follow the last write.
+///
+/// Called from the allocator (the first allocation's [`init`]) and from user code; the
+/// lock is only ever held for the stores below, which neither allocate nor block.
+fn settle(from: Option<u8>, on: bool) {
+    while WRITE_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    let value = if on { ON } else { OFF };
+    let current = MODE.load(Ordering::Relaxed);
+    if from.is_none_or(|from| from == current) {
+        MODE.store(value, Ordering::SeqCst);
+        super::counters::publish_gates(on);
+    }
+    WRITE_LOCK.store(false, Ordering::Release);
 }
 
 #[cold]
@@ -62,12 +88,7 @@ fn init() -> bool {
     }
     let on = environment_says_on();
     // Only if nobody called `set_active` meanwhile.
-    let _ = MODE.compare_exchange(
-        INITIALIZING,
-        if on { ON } else { OFF },
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
+    settle(Some(INITIALIZING), on);
     MODE.load(Ordering::Relaxed) != OFF
 }
 
