@@ -127,15 +127,13 @@ impl Stats {
     }
 }
 
-/// Every name registered, by index − 1. Entries are leaked: there are at most
-/// `MAX_NAMES + 1` of them, and the allocator's tally refers to them by index.
-#[derive(Default)]
-struct Registry {
-    by_name: HashMap<&'static str, &'static Stats>,
-    all: Vec<&'static Stats>,
-}
-
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
+/// Every name registered, by name; taken to register one. Entries are leaked: there are
+/// at most `MAX_NAMES + 1` of them, and the allocator's tally refers to them by index.
+static BY_NAME: Mutex<Option<HashMap<&'static str, &'static Stats>>> = Mutex::new(None);
+/// Every name registered, by index − 1: appended to under [`BY_NAME`]'s lock (so an
+/// entry's position is its `index` − 1), read without any lock, since a poll of a task
+/// nested in another charges the outer one by index.
+static BY_INDEX: boxcar::Vec<&'static Stats> = boxcar::Vec::new();
 
 /// Runs `f` with no task current, so that memsentry's own bookkeeping (registering a
 /// name, the live-instance sets) is charged to no task; the tally is kept.
@@ -156,14 +154,14 @@ fn register(name: &str) -> &'static Stats {
 }
 
 fn register_untracked(name: &str) -> &'static Stats {
-    let mut guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    let registry = guard.get_or_insert_with(Registry::default);
-    if let Some(stats) = registry.by_name.get(name) {
+    let mut guard = BY_NAME.lock().unwrap_or_else(PoisonError::into_inner);
+    let by_name = guard.get_or_insert_with(HashMap::new);
+    if let Some(stats) = by_name.get(name) {
         return stats;
     }
-    let full = registry.all.len() >= MAX_NAMES.load(Ordering::Relaxed);
+    let full = BY_INDEX.count() >= MAX_NAMES.load(Ordering::Relaxed);
     let name = if full && name != OTHER {
-        if let Some(other) = registry.by_name.get(OTHER) {
+        if let Some(other) = by_name.get(OTHER) {
             return other;
         }
         if !WARNED.swap(true, Ordering::Relaxed) {
@@ -178,7 +176,8 @@ fn register_untracked(name: &str) -> &'static Stats {
         name
     };
     let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    let index = u32::try_from(registry.all.len() + 1).unwrap_or(u32::MAX);
+    // Appended to only under the lock we hold: the count is the next position.
+    let index = u32::try_from(BY_INDEX.count() + 1).unwrap_or(u32::MAX);
     let stats: &'static Stats = Box::leak(Box::new(Stats {
         name,
         index,
@@ -192,21 +191,24 @@ fn register_untracked(name: &str) -> &'static Stats {
         freed_bytes: AtomicU64::new(0),
         live: Mutex::new(BTreeSet::new()),
     }));
-    registry.by_name.insert(name, stats);
-    registry.all.push(stats);
+    by_name.insert(name, stats);
+    BY_INDEX.push(stats);
     stats
 }
 
 /// The name of the task with `index` (from the allocator's tally), if any.
 pub(crate) fn name_of(index: u32) -> Option<&'static str> {
-    let index = usize::try_from(index).ok()?.checked_sub(1)?;
-    let guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    guard.as_ref()?.all.get(index).map(|stats| stats.name)
+    stats_of(index).map(|stats| stats.name)
+}
+
+/// The totals of the task with `index` (from the allocator's tally), if any; no lock.
+fn stats_of(index: u32) -> Option<&'static Stats> {
+    let position = usize::try_from(index).ok()?.checked_sub(1)?;
+    BY_INDEX.get(position).copied()
 }
 
 fn all() -> Vec<&'static Stats> {
-    let guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    guard.as_ref().map_or_else(Vec::new, |r| r.all.clone())
+    BY_INDEX.iter().map(|(_, stats)| *stats).collect()
 }
 
 /// A task name registered once, for `static`s: what `#[tracked]` expands to, so that a
@@ -299,15 +301,7 @@ fn charge_index(index: u32, taken: tally::Taken) {
     if index == 0 || taken == tally::Taken::default() {
         return;
     }
-    let guard = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    let stats = guard.as_ref().and_then(|r| {
-        usize::try_from(index - 1)
-            .ok()
-            .and_then(|i| r.all.get(i))
-            .copied()
-    });
-    drop(guard);
-    if let Some(stats) = stats {
+    if let Some(stats) = stats_of(index) {
         stats.charge(taken);
     }
 }
