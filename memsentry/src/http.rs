@@ -13,7 +13,8 @@
 //!
 //! The profile paths take `?debug=1` (the text top report), `?format=pprof|folded|svg|top`,
 //! `?sample_index=inuse_space|inuse_objects|alloc_space|alloc_objects` and
-//! `?symbolization=offline`. Unknown paths answer 404, other methods 405, unknown or bad
+//! `?symbolization=offline`. Every GET also answers HEAD (the same status and headers,
+//! no body). Unknown paths answer 404, other methods 405, unknown or bad
 //! query parameters 400, requests whose head exceeds 8 KiB 431 and bodies over 1 KiB 413,
 //! each with a one-line reason.
 //!
@@ -313,7 +314,7 @@ fn refuse(stream: &mut TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let mut head = [0u8; 1024];
     let _ = stream.read(&mut head);
-    let _ = Response::error(503, "too many connections; try again").write(stream);
+    let _ = Response::error(503, "too many connections; try again").write(stream, false);
     let _ = stream.shutdown(Shutdown::Write);
 }
 
@@ -327,11 +328,19 @@ impl Drop for Active {
 }
 
 fn serve(stream: &mut TcpStream, routes: &Routes) {
+    let mut head_only = false;
     let response = match read_request(stream) {
-        Ok(request) => routes.answer(&request),
+        Ok(mut request) => {
+            // HEAD: the GET's status and headers (its Content-Length included), no body.
+            if request.method == "HEAD" {
+                head_only = true;
+                "GET".clone_into(&mut request.method);
+            }
+            routes.answer(&request)
+        }
         Err(response) => response,
     };
-    let _ = response.write(stream);
+    let _ = response.write(stream, head_only);
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
     // Drain what the client still sends (a body we refused) so closing does not reset
@@ -512,7 +521,8 @@ impl Response {
         self
     }
 
-    fn write(&self, stream: &mut impl Write) -> io::Result<()> {
+    /// Writes the answer; only its head if `head_only` (a HEAD request).
+    fn write(&self, stream: &mut impl Write, head_only: bool) -> io::Result<()> {
         let reason = match self.status {
             200 => "OK",
             400 => "Bad Request",
@@ -537,6 +547,9 @@ impl Response {
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
+        if head_only {
+            return Ok(());
+        }
         stream.write_all(&self.body)
     }
 }
@@ -547,13 +560,13 @@ impl Routes {
     fn answer(&self, request: &Request) -> Response {
         let path = request.path.as_str();
         let methods: &[&str] = match path {
-            "/debug/memsentry/sample_rate" => &["GET", "POST"],
+            "/debug/memsentry/sample_rate" => &["GET", "HEAD", "POST"],
             "/metrics"
             | "/healthz"
             | "/debug/pprof/heap"
             | "/debug/pprof/allocs"
             | "/debug/memsentry/snapshot"
-            | "/debug/memsentry/tasks" => &["GET"],
+            | "/debug/memsentry/tasks" => &["GET", "HEAD"],
             _ => return Response::error(404, &format!("no such path: {path}")),
         };
         if !methods.contains(&request.method.as_str()) {
