@@ -46,6 +46,7 @@ fn switching_reaches_threads_that_own_slots_and_threads_claiming_them() {
     memsentry::profile::set_sample_rate(0);
     flips_reach_running_threads();
     claims_racing_a_flip_agree_with_it();
+    racing_flips_leave_gates_as_the_last_one_says();
     memsentry::set_enabled(true);
 }
 
@@ -140,4 +141,66 @@ fn claims_racing_a_flip_agree_with_it() {
             );
         });
     }
+}
+
+/// Two threads flip the switch against each other, ending on opposite values, while
+/// workers that own slots wait: when both are done, every worker's gate agrees with the
+/// switch as it ended. Many short rounds: only each round's last flips can leave a gate
+/// wrong (earlier ones are overwritten), so every round is one chance to catch it. A
+/// race test: with the writers' recheck removed from `mode::settle`, one or two rounds
+/// in 2,000 went wrong on the 2-core machine, and half the runs caught it; the correct
+/// code never failed.
+fn racing_flips_leave_gates_as_the_last_one_says() {
+    const ROUNDS: usize = 2_000;
+    // Everyone meets at each: flip, check, next round.
+    let barrier = Barrier::new(WORKERS + 3);
+    let open = AtomicUsize::new(0);
+    let mismatches = AtomicUsize::new(0);
+    // Slots are claimed on the slow path, which a thread only takes while on.
+    memsentry::set_enabled(true);
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS {
+            scope.spawn(|| {
+                churn(); // claims the slot
+                for _ in 0..ROUNDS {
+                    barrier.wait(); // flip
+                    barrier.wait(); // check
+                    if memsentry::__fast_path_open() {
+                        open.fetch_add(1, Ordering::Relaxed);
+                    }
+                    barrier.wait();
+                }
+            });
+        }
+        for flipper in 0..2 {
+            let barrier = &barrier;
+            scope.spawn(move || {
+                for round in 0..ROUNDS {
+                    barrier.wait();
+                    let last = (round + flipper) % 2 == 0;
+                    memsentry::set_enabled(!last);
+                    memsentry::set_enabled(last);
+                    barrier.wait();
+                    barrier.wait();
+                }
+            });
+        }
+        for _ in 0..ROUNDS {
+            open.store(0, Ordering::Relaxed);
+            barrier.wait();
+            barrier.wait();
+            let on = memsentry::is_enabled();
+            barrier.wait();
+            let expected = if on { WORKERS } else { 0 };
+            if open.load(Ordering::Relaxed) != expected {
+                mismatches.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    assert_eq!(
+        mismatches.load(Ordering::Relaxed),
+        0,
+        "rounds whose gates disagreed with the switch, of {ROUNDS}"
+    );
+    memsentry::set_enabled(true);
 }

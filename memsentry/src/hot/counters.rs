@@ -36,17 +36,18 @@
 //! most 8, which folds away when the alignment is a constant, as in `Vec` and `Box`).
 //! The gate is a word at the head of each slot, read through the thread's slot pointer,
 //! which always points at a slot: the thread's own, or [`CLOSED`], whose gate is 0. It
-//! is [`EXACT_MAX`] in an owned slot while bookkeeping is on, and 0 otherwise, so that one
+//! is [`EXACT_MAX`] in a claimed slot while bookkeeping is on, and 0 otherwise, so that one
 //! compare also answers "is bookkeeping on?" and "does this thread own a slot?", which
 //! used to cost a load of the global switch, a null test and their branches (12
 //! instructions per alloc+free pair on the benchmark mix; BENCHMARKS.md).
 //!
-//! Every write of the switch (`mode`) stores the gates of the slots ever claimed, under
-//! the switch's lock; a thread claiming a slot sets its gate from the switch with a
-//! handshake ([`sync_gate`]) so that a claim racing a flip cannot leave a gate open
-//! while bookkeeping is off. The owner's fast path reads its gate `Relaxed`: a flip by
-//! another thread reaches it a little later, as any flag would; a flip on the owner's
-//! own thread, at once.
+//! Every write of the switch (`mode`) stores the gates of the slots ever claimed, and
+//! stores them again if the switch changed meanwhile; a thread claiming a slot sets its
+//! gate from the switch with the same store-then-recheck handshake ([`sync_gate`]), so
+//! that neither racing flips nor a claim racing a flip can leave a gate open while
+//! bookkeeping is off. No lock: a `fork` at any moment leaves nothing held. The owner's
+//! fast path reads its gate `Relaxed`: a flip by another thread reaches it a little
+//! later, as any flag would; a flip on the owner's own thread, at once.
 //!
 //! # Ordering
 //!
@@ -124,7 +125,9 @@ impl SlackCell {
 #[repr(C, align(128))]
 struct Shard {
     /// The largest request the fast path counts in this shard's exact-size cells:
-    /// [`EXACT_MAX`] while the shard is owned and bookkeeping is on, 0 (closed) otherwise.
+    /// [`EXACT_MAX`] while bookkeeping is on, 0 (closed) while it is off or before the
+    /// shard is first claimed. (A slot given back may keep an open gate: no thread's slot
+    /// pointer points at it until a claim, which sets the gate.)
     /// The fast path's one test compares the request's size with it, so the switch, "this
     /// thread owns a slot" and "the request is small" cost one compare (see the module docs).
     gate: AtomicUsize,
@@ -417,8 +420,8 @@ fn sync_gate(shard: &Shard) {
 }
 
 /// Opens (`on`) or closes the gates of every slot ever claimed, after the switch was
-/// stored (`SeqCst`) as `on`. Serialised by the switch's lock (see `mode`): concurrent
-/// calls would otherwise leave a mix.
+/// read (`SeqCst`) as `on`. Concurrent calls may leave a mix; `mode` publishes again
+/// until the switch reads the same after publishing as before.
 pub(crate) fn publish_gates(on: bool) {
     let used = HIGH_WATER.load(Ordering::SeqCst).min(MAX_SLOTS);
     for shard in &SLOTS[..used] {

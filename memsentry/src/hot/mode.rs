@@ -11,7 +11,7 @@
 //! scans the C `environ` array and writes any warning with `write(2)`, so it neither
 //! allocates nor takes a lock (`std::env` does both).
 
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::config::{self, EnvVar};
 
@@ -21,8 +21,6 @@ const ON: u8 = 2;
 const OFF: u8 = 3;
 
 static MODE: AtomicU8 = AtomicU8::new(UNINIT);
-/// Serialises the writes that settle the switch (ON or OFF) with their gate updates.
-static WRITE_LOCK: AtomicBool = AtomicBool::new(false);
 
 /// Whether bookkeeping is on, without initialising the switch (`false` also before the
 /// environment was read), `SeqCst`: for the gate handshake (`counters::sync_gate`).
@@ -53,25 +51,38 @@ pub(crate) fn set_active(on: bool) {
     settle(None, on);
 }
 
-/// Stores `on` in the switch, if it holds `from` (any value: `None`), and publishes it to
-/// the counters' gates; both under [`WRITE_LOCK`], so gates follow the last write.
+/// Stores `on` in the switch, if it holds `from` (any value: `None`), and publishes the
+/// switch to the counters' gates.
 ///
-/// Called from the allocator (the first allocation's [`init`]) and from user code; the
-/// lock is only ever held for the stores below, which neither allocate nor block.
+/// No lock: concurrent writers may publish in any order, so each publishes what it reads
+/// from the switch and reads it again after, publishing again until the two agree. All
+/// `SeqCst`: a writer whose second read does not see the last switch write stored its
+/// gates before that write, hence before the last writer stored its own (see
+/// `counters::sync_gate` for the same argument with a claim). Called from the allocator
+/// (the first allocation's [`init`]) and from user code; it neither allocates nor waits.
 fn settle(from: Option<u8>, on: bool) {
-    while WRITE_LOCK
-        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        core::hint::spin_loop();
-    }
     let value = if on { ON } else { OFF };
-    let current = MODE.load(Ordering::Relaxed);
-    if from.is_none_or(|from| from == current) {
-        MODE.store(value, Ordering::SeqCst);
-        super::counters::publish_gates(on);
+    match from {
+        None => MODE.store(value, Ordering::SeqCst),
+        Some(from) => {
+            if MODE
+                .compare_exchange(from, value, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                // Someone set the switch meanwhile: their write stands, and they publish it.
+                return;
+            }
+        }
     }
-    WRITE_LOCK.store(false, Ordering::Release);
+    let mut published = is_on_seq_cst();
+    loop {
+        super::counters::publish_gates(published);
+        let now = is_on_seq_cst();
+        if now == published {
+            return;
+        }
+        published = now;
+    }
 }
 
 #[cold]
