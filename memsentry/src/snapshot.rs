@@ -214,6 +214,9 @@ pub struct Snapshot {
 /// up in the next one.
 #[must_use]
 pub fn snapshot() -> Snapshot {
+    // First, as it allocates the first time (it reads where cgroups are mounted, once):
+    // those allocations belong to this snapshot, not to the next one's.
+    let memory_limit_bytes = stats::cgroup_memory_limit();
     let mut sums = [ClassSums::default(); NUM_CLASSES];
     counters::read_into(&mut sums);
     let failed_allocations = counters::failures();
@@ -221,7 +224,6 @@ pub fn snapshot() -> Snapshot {
     let taken_at = SystemTime::now();
     let jemalloc = stats::jemalloc_stats();
     let resident_bytes = stats::process_resident_bytes();
-    let memory_limit_bytes = stats::cgroup_memory_limit();
 
     let mut totals = Counts::default();
     // One allocation, of a size known in advance (tests account for it exactly).

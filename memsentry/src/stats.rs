@@ -94,11 +94,120 @@ pub(crate) fn process_resident_bytes() -> Option<u64> {
     pages.checked_mul(u64::try_from(page_size).ok()?)
 }
 
-/// Where cgroup hierarchies are mounted: the unified (v2) hierarchy at the top (pure v2)
-/// or under `unified` (hybrid), and the v1 memory controller. These are the mount points
-/// systemd, Docker and Kubernetes use.
-const CGROUP_V2_ROOTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
-const CGROUP_V1_MEMORY_ROOT: &str = "/sys/fs/cgroup/memory";
+/// Where cgroup hierarchies are mounted when `/proc/self/mountinfo` cannot be read: the
+/// unified (v2) hierarchy at the top (pure v2) or under `unified` (hybrid), and the v1
+/// memory controller. These are the mount points systemd, Docker and Kubernetes use.
+const DEFAULT_V2_MOUNTS: [&str; 2] = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+const DEFAULT_V1_MEMORY_MOUNT: &str = "/sys/fs/cgroup/memory";
+
+/// One mounted cgroup hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CgroupMount {
+    /// The cgroup its top directory is: `/`, or a cgroup's path when only that subtree
+    /// is mounted (a container without a cgroup namespace sees its own cgroup so).
+    root: String,
+    /// Where it is mounted.
+    mount_point: String,
+}
+
+/// The cgroup hierarchies that can hold a memory limit: v2 (`cgroup2`) and the v1
+/// hierarchies with the `memory` controller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct CgroupMounts {
+    v2: Vec<CgroupMount>,
+    v1_memory: Vec<CgroupMount>,
+}
+
+impl CgroupMounts {
+    /// The mounts `/proc/self/mountinfo` lists, read once (mounts of cgroup hierarchies do
+    /// not move under a running service); the usual mount points if it cannot be read.
+    fn get() -> &'static CgroupMounts {
+        static MOUNTS: OnceLock<CgroupMounts> = OnceLock::new();
+        MOUNTS.get_or_init(|| {
+            std::fs::read_to_string("/proc/self/mountinfo").map_or_else(
+                |_| CgroupMounts::defaults(),
+                |text| CgroupMounts::parse(&text),
+            )
+        })
+    }
+
+    fn defaults() -> CgroupMounts {
+        let at = |mount_point: &str| CgroupMount {
+            root: "/".to_owned(),
+            mount_point: mount_point.to_owned(),
+        };
+        CgroupMounts {
+            v2: DEFAULT_V2_MOUNTS.iter().map(|point| at(point)).collect(),
+            v1_memory: vec![at(DEFAULT_V1_MEMORY_MOUNT)],
+        }
+    }
+
+    /// The cgroup mounts in `mountinfo` text (proc(5): `ID PARENT MAJOR:MINOR ROOT
+    /// MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS`); lines that do not
+    /// parse are skipped.
+    fn parse(mountinfo: &str) -> CgroupMounts {
+        let mut mounts = CgroupMounts::default();
+        for line in mountinfo.lines() {
+            let Some((mount, filesystem)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut mount = mount.split(' ').skip(3);
+            let (Some(root), Some(mount_point)) = (mount.next(), mount.next()) else {
+                continue;
+            };
+            let mut filesystem = filesystem.split(' ');
+            let (Some(fstype), Some(_source), Some(options)) =
+                (filesystem.next(), filesystem.next(), filesystem.next())
+            else {
+                continue;
+            };
+            let entry = || CgroupMount {
+                root: unescape(root),
+                mount_point: unescape(mount_point),
+            };
+            if fstype == "cgroup2" {
+                mounts.v2.push(entry());
+            } else if fstype == "cgroup" && options.split(',').any(|o| o == "memory") {
+                mounts.v1_memory.push(entry());
+            }
+        }
+        mounts
+    }
+}
+
+/// A mountinfo path field with its octal escapes (`\040` for a space, `\011`, `\012`,
+/// `\134`) decoded.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|_| bytes[i] == b'\\')
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        if let Some(byte) = octal {
+            out.push(byte);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| field.to_owned())
+}
+
+/// `path` (a cgroup path from `/proc/self/cgroup`) relative to a mount's `root`: `path`
+/// itself under a root of `/`, what follows `root` when `path` lies under it, `None` when
+/// it does not.
+fn relative_to<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    if root == "/" {
+        return Some(path);
+    }
+    let rest = path.strip_prefix(root.trim_end_matches('/'))?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
 
 /// Limits at or above this are "no limit": cgroup v1 writes its maximum as
 /// `PAGE_COUNTER_MAX` pages (9223372036854771712 with 4 KiB pages).
@@ -106,9 +215,11 @@ const NO_LIMIT: u64 = 1 << 62;
 
 /// The memory limit of the process's cgroup in bytes: the smallest limit set on its
 /// cgroup or any ancestor (v2 `memory.max`, v1 `memory.limit_in_bytes`), as the kernel
-/// enforces; `None` where no limit is set or cgroups are not mounted where expected.
-/// Reads into stack buffers: no allocation for paths under a few hundred bytes.
+/// enforces; `None` where no limit is set or no hierarchy with the memory controller is
+/// mounted. Hierarchies are found in `/proc/self/mountinfo` (once); the limit files are
+/// read into stack buffers on every call.
 pub(crate) fn cgroup_memory_limit() -> Option<u64> {
+    let mounts = CgroupMounts::get();
     let mut buffer = [0u8; 4096];
     let membership = read_small("/proc/self/cgroup", &mut buffer)?;
     let mut limit: Option<u64> = None;
@@ -119,13 +230,18 @@ pub(crate) fn cgroup_memory_limit() -> Option<u64> {
         else {
             continue;
         };
-        if id == "0" && controllers.is_empty() {
-            for root in CGROUP_V2_ROOTS {
-                limit = min_limit(limit, hierarchy_limit(root, path, "memory.max"));
-            }
+        let (hierarchies, file) = if id == "0" && controllers.is_empty() {
+            (&mounts.v2, "memory.max")
         } else if controllers.split(',').any(|c| c == "memory") {
-            let found = hierarchy_limit(CGROUP_V1_MEMORY_ROOT, path, "memory.limit_in_bytes");
-            limit = min_limit(limit, found);
+            (&mounts.v1_memory, "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        for mount in hierarchies {
+            // A path outside the mount's root (not expected) is looked up as it is:
+            // levels whose file is missing are skipped.
+            let path = relative_to(path, &mount.root).unwrap_or(path);
+            limit = min_limit(limit, hierarchy_limit(&mount.mount_point, path, file));
         }
     }
     limit
@@ -139,9 +255,8 @@ fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 }
 
 /// The smallest limit in `file` of the cgroup at `path` under `root` and of each of its
-/// ancestors up to `root` itself. Levels whose file is missing are skipped: in a
-/// container without a cgroup namespace `/proc/self/cgroup` shows the host's path while
-/// the container's own cgroup is mounted at the root.
+/// ancestors up to `root` itself. Levels whose file is missing are skipped (the top of a
+/// v2 hierarchy has no `memory.max`).
 fn hierarchy_limit(root: &str, path: &str, file: &str) -> Option<u64> {
     let mut limit = None;
     let mut dir = path.trim_end_matches('/');
@@ -215,6 +330,55 @@ mod tests {
         assert_eq!(min_limit(Some(5), None), Some(5));
         assert_eq!(min_limit(Some(5), Some(3)), Some(3));
         assert_eq!(min_limit(None, None), None);
+    }
+
+    #[test]
+    fn mountinfo_names_the_cgroup_hierarchies() {
+        let at = |root: &str, point: &str| CgroupMount {
+            root: root.to_owned(),
+            mount_point: point.to_owned(),
+        };
+        // A hybrid host (systemd's layout), with optional fields after the options.
+        let hybrid = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime shared:14 - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            CgroupMounts::parse(hybrid),
+            CgroupMounts {
+                v2: vec![at("/", "/sys/fs/cgroup/unified")],
+                v1_memory: vec![at("/", "/sys/fs/cgroup/memory")],
+            }
+        );
+        // A container without a cgroup namespace: its own cgroup, bind-mounted; a v1
+        // hierarchy co-mounting memory with another controller; a mount point with a
+        // space; lines that do not parse.
+        let odd = "\
+1234 1200 0:26 /docker/abc /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 rw,nsdelegate
+77 60 0:40 / /mnt/my\\040cgroups rw - cgroup none rw,hugetlb,memory
+garbage
+88 60 0:41 / - cgroup2
+";
+        assert_eq!(
+            CgroupMounts::parse(odd),
+            CgroupMounts {
+                v2: vec![at("/docker/abc", "/sys/fs/cgroup")],
+                v1_memory: vec![at("/", "/mnt/my cgroups")],
+            }
+        );
+        assert_eq!(CgroupMounts::parse(""), CgroupMounts::default());
+        assert_eq!(unescape(r"a\134b\0"), r"a\b\0");
+    }
+
+    #[test]
+    fn cgroup_paths_are_taken_relative_to_the_mount_root() {
+        assert_eq!(relative_to("/a/b", "/"), Some("/a/b"));
+        assert_eq!(relative_to("/docker/abc", "/docker/abc"), Some(""));
+        assert_eq!(relative_to("/docker/abc/sub", "/docker/abc/"), Some("/sub"));
+        assert_eq!(relative_to("/docker/abcdef", "/docker/abc"), None);
+        assert_eq!(relative_to("/other", "/docker/abc"), None);
     }
 
     #[test]
