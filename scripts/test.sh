@@ -22,6 +22,9 @@ scripts/interop.sh
 step "prometheus: promtool checks /metrics and the alert rules; a real server scrapes the demo"
 scripts/prometheus.sh
 
+step "tests in release: the allocator as it ships (inlined, optimised; after the steps above, whose release builds it reuses)"
+REQUIRE_CGROUP_TEST=1 cargo test --release -p memsentry --tests
+
 step "doctests"
 cargo test --workspace --doc
 

@@ -256,7 +256,8 @@ impl Shop {
 impl Checkout for Shop {
     #[memsentry::tracked(name = "test::checkout")]
     async fn checkout(&self, n: usize) -> usize {
-        vec![0u8; n].len()
+        // `black_box`: release builds would otherwise elide the allocation.
+        std::hint::black_box(vec![0u8; n]).len()
     }
 }
 
@@ -267,9 +268,10 @@ async fn generic<T: Clone + Send>(value: T) -> Vec<T> {
 
 #[memsentry::tracked]
 fn plain(n: usize) -> Result<usize, String> {
-    let buffer = vec![0u8; n];
+    // `black_box`: release builds would otherwise elide the allocations.
+    let buffer = std::hint::black_box(vec![0u8; n]);
     if buffer.is_empty() {
-        return Err("empty".to_owned());
+        return Err(std::hint::black_box("empty".to_owned()));
     }
     Ok(buffer.len())
 }

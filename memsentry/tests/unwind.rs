@@ -27,10 +27,11 @@ fn walked_caller(count: usize) -> Vec<Box<[u8]>> {
     black_box(walked_site(count))
 }
 
-#[test]
-fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
-    profile::set_sample_rate(1);
-    let mut kept = Vec::new();
+/// Allocates at the same site under each unwinder, keeping the blocks in `kept`. Its own
+/// frame is where the compared walks are cut (the test function's may be inlined into
+/// the test harness in release builds).
+#[inline(never)]
+fn allocate_with_each_unwinder(kept: &mut Vec<Vec<Box<[u8]>>>) {
     for unwinder in [Unwinder::Checking, Unwinder::FramePointers, Unwinder::Dwarf] {
         profile::set_unwinder(unwinder);
         // One call site for every round: the same return addresses on every stack.
@@ -44,12 +45,19 @@ fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
             );
         }
     }
+}
+
+#[test]
+fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
+    profile::set_sample_rate(1);
+    let mut kept = Vec::new();
+    allocate_with_each_unwinder(&mut kept);
     profile::set_sample_rate(0);
     let heap = profile::heap();
     profile::set_sample_rate(profile::DEFAULT_RATE);
     profile::set_unwinder(Unwinder::Checking);
 
-    // Frames from the allocating site up to this test, per row through the site.
+    // Frames from the allocating site up to the allocating loop, per row through the site.
     let mut walks = BTreeSet::new();
     let mut samples = 0;
     for sample in heap.samples() {
@@ -60,8 +68,8 @@ fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
         samples += sample.inuse.samples;
         let test = names
             .iter()
-            .position(|n| n.contains("frame_pointers_are_checked"))
-            .unwrap_or_else(|| panic!("the walk reaches the test function: {names:#?}"));
+            .position(|n| n.ends_with("allocate_with_each_unwinder"))
+            .unwrap_or_else(|| panic!("the walk reaches the allocating loop: {names:#?}"));
         walks.insert(names[..=test].to_vec());
     }
     assert_eq!(samples, 3 * BLOCKS as u64, "every block sampled (R = 1)");
