@@ -89,6 +89,7 @@ pub mod prometheus;
 pub mod report;
 mod sampler;
 mod snapshot;
+mod spin;
 mod stats;
 pub mod task;
 mod unwind;

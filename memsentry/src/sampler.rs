@@ -1,6 +1,15 @@
 //! **[S]** The sampled path: the live-sample table, the stack interner and the
 //! per-stack cumulative totals.
 //!
+//! Two tables, each a fixed array of hash maps behind [`SpinLock`]s, so that every
+//! operation takes one lock (one atomic read-modify-write):
+//!
+//! - the **stack table**, sharded by a hash of the frames: each shard interns its stacks
+//!   and keeps their cumulative totals, so a sample updates both under one lock;
+//! - the **live table**, sharded by the address's run of the free-side filter
+//!   (`hot::sampler`): a sample's record and the filter count that announces it change
+//!   together, under the lock of that shard, which the filter's words need no other.
+//!
 //! Reached from the allocator only when an allocation is sampled (about once per `R`
 //! bytes) or a free hits the filter, and always under `hot::sampler::Guard`, so the
 //! allocations made here are counted but never sampled and can never recurse into this
@@ -10,16 +19,14 @@
 
 use core::hash::{BuildHasher, Hasher};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use dashmap::DashMap;
-
-use crate::hot::sampler::{filter_insert, filter_remove, now_nanos};
+use crate::hot::sampler::{FILTER_SHARDS, FilterShard, filter_shard, now_nanos};
+use crate::spin::SpinLock;
 
 /// Deepest stack captured (frames past it are dropped; the leaf side is kept).
 pub(crate) const MAX_FRAMES: usize = 64;
-/// Shards of each table: enough that threads rarely meet on one.
-const SHARDS: usize = 64;
 
 /// What is kept about one live sampled block.
 #[derive(Clone, Copy, Debug)]
@@ -77,9 +84,18 @@ const MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl Hasher for WordHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        // Whole words first (a frame array is all whole words): a constant-length copy is
+        // one load, where a variable-length one was a call to `memcpy` per word.
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word.copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
             self.write_u64(u64::from_le_bytes(word));
         }
     }
@@ -110,30 +126,71 @@ impl BuildHasher for WordHasher {
     }
 }
 
-struct Tables {
+/// One shard of the live table: the sampled blocks whose addresses fall in one run of
+/// the free-side filter, and that run's counts.
+#[derive(Debug)]
+#[repr(align(128))]
+struct LiveShard {
     /// Block address → record, for every sampled block still allocated.
-    live: DashMap<usize, Record, WordHasher>,
-    /// Captured frames (instruction pointers, leaf first) → stack id.
-    stacks: DashMap<Arc<[usize]>, u32, WordHasher>,
-    /// (stack id, requested size, task) → cumulative samples.
-    cumulative: DashMap<(u32, usize, u32), Cumulative, WordHasher>,
-    next_stack: AtomicU32,
-    /// Bytes of interned frame arrays (for the profiler's own memory figure).
-    frame_bytes: AtomicUsize,
+    records: HashMap<usize, Record, WordHasher>,
+    filter: FilterShard,
 }
 
-static TABLES: OnceLock<Tables> = OnceLock::new();
+impl LiveShard {
+    const fn new() -> Self {
+        Self {
+            records: HashMap::with_hasher(WordHasher(0)),
+            filter: FilterShard::new(),
+        }
+    }
+}
 
-fn tables() -> &'static Tables {
-    // A thread arriving while another initialises waits for it; the initialiser only
-    // allocates (never sampled: it is under the guard), so it never waits on anyone.
-    TABLES.get_or_init(|| Tables {
-        live: DashMap::with_hasher_and_shard_amount(WordHasher(0), SHARDS),
-        stacks: DashMap::with_hasher_and_shard_amount(WordHasher(0), SHARDS),
-        cumulative: DashMap::with_hasher_and_shard_amount(WordHasher(0), SHARDS),
-        next_stack: AtomicU32::new(0),
-        frame_bytes: AtomicUsize::new(0),
-    })
+/// The live table, sharded as the filter is (see the module docs).
+static LIVE: [SpinLock<LiveShard>; FILTER_SHARDS] =
+    [const { SpinLock::new(LiveShard::new()) }; FILTER_SHARDS];
+
+/// The shard that holds (or would hold) the record of the block at `address`.
+fn live_shard(address: usize) -> &'static SpinLock<LiveShard> {
+    // In bounds: `filter_shard` is below FILTER_SHARDS (the compiler sees it).
+    &LIVE[filter_shard(address)]
+}
+
+/// Shards of the stack table: enough that threads rarely meet on one.
+const STACK_SHARDS: usize = 64;
+
+/// One shard of the stack table: the interned stacks whose frames hash here, and the
+/// cumulative totals of their samples, so that a sample's stack and totals take one lock.
+#[derive(Debug)]
+#[repr(align(128))]
+struct StackShard {
+    /// Captured frames (instruction pointers, leaf first) → stack id.
+    ids: HashMap<Arc<[usize]>, u32, WordHasher>,
+    /// (stack id, requested size, task) → cumulative samples, for this shard's stacks.
+    cumulative: HashMap<(u32, usize, u32), Cumulative, WordHasher>,
+}
+
+impl StackShard {
+    const fn new() -> Self {
+        Self {
+            ids: HashMap::with_hasher(WordHasher(0)),
+            cumulative: HashMap::with_hasher(WordHasher(0)),
+        }
+    }
+}
+
+static STACKS: [SpinLock<StackShard>; STACK_SHARDS] =
+    [const { SpinLock::new(StackShard::new()) }; STACK_SHARDS];
+/// The next stack id to hand out.
+static NEXT_STACK: AtomicU32 = AtomicU32::new(0);
+/// Bytes of interned frame arrays (for the profiler's own memory figure).
+static FRAME_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The shard of the stack `frames`.
+fn stack_shard(frames: &[usize]) -> &'static SpinLock<StackShard> {
+    // Bits 32.. of the hash: the shard's own map indexes its buckets with the low bits
+    // and tags them with the top seven, which must stay spread within a shard.
+    let hash = WordHasher(0).hash_one(frames);
+    &STACKS[(hash >> 32) as usize % STACK_SHARDS]
 }
 
 /// Records a sample: the block at `address` of `size` bytes, sampled at `rate`, allocated
@@ -144,15 +201,17 @@ fn tables() -> &'static Tables {
 pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task: u32) {
     let mut frames = [0usize; MAX_FRAMES];
     let depth = crate::unwind::capture(&mut frames, marker);
-    let tables = tables();
-    let stack = intern(tables, &frames[..depth]);
+    let frames = &frames[..depth];
     let weight = weight(size, rate);
-    {
-        let mut totals = tables.cumulative.entry((stack, size, task)).or_default();
+    let stack = {
+        let mut shard = stack_shard(frames).lock();
+        let stack = intern(&mut shard.ids, frames);
+        let totals = shard.cumulative.entry((stack, size, task)).or_default();
         totals.samples += 1;
         totals.objects += weight;
         totals.bytes += weight * size as f64;
-    }
+        stack
+    };
     let record = Record {
         stack,
         size,
@@ -160,40 +219,50 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task
         time: now_nanos(),
         task,
     };
-    insert_live(tables, address, record);
+    insert_live(address, record);
 }
 
 /// Puts `record` in the live table and counts it in the free-side filter. A record
 /// already there is stale (its block was freed while bookkeeping was off): it is
 /// replaced, and the filter keeps its count (already incremented for this address).
-fn insert_live(tables: &Tables, address: usize, record: Record) {
-    if tables.live.insert(address, record).is_none() {
-        filter_insert(address);
+fn insert_live(address: usize, record: Record) {
+    let mut shard = live_shard(address).lock();
+    if shard.records.insert(address, record).is_none() {
+        shard.filter.insert(address);
     }
 }
 
 /// Removes the record of the block at `address`, if it was sampled.
 pub(crate) fn take(address: usize) -> Option<Taken> {
-    let (_, record) = TABLES.get()?.live.remove(&address)?;
-    filter_remove(address);
+    let mut shard = live_shard(address).lock();
+    let record = shard.records.remove(&address)?;
+    shard.filter.remove(address);
     Some(Taken(record))
 }
 
 /// Puts back a record [`take`]n for a `realloc` that failed (the block stays).
 pub(crate) fn put_back(address: usize, taken: Taken) {
-    insert_live(tables(), address, taken.0);
+    insert_live(address, taken.0);
 }
 
-fn intern(tables: &Tables, frames: &[usize]) -> u32 {
-    if let Some(id) = tables.stacks.get(frames) {
-        return *id;
+/// Calls `f` with each live record, one shard locked at a time.
+fn for_each_live(mut f: impl FnMut(&Record)) {
+    for shard in &LIVE {
+        for record in shard.lock().records.values() {
+            f(record);
+        }
     }
-    *tables.stacks.entry(Arc::from(frames)).or_insert_with(|| {
-        tables
-            .frame_bytes
-            .fetch_add(core::mem::size_of_val(frames) + 16, Ordering::Relaxed);
-        tables.next_stack.fetch_add(1, Ordering::Relaxed)
-    })
+}
+
+/// The id of the stack `frames` in `ids` (its shard's), interned if new.
+fn intern(ids: &mut HashMap<Arc<[usize]>, u32, WordHasher>, frames: &[usize]) -> u32 {
+    if let Some(&id) = ids.get(frames) {
+        return id;
+    }
+    FRAME_BYTES.fetch_add(core::mem::size_of_val(frames) + 16, Ordering::Relaxed);
+    let id = NEXT_STACK.fetch_add(1, Ordering::Relaxed);
+    ids.insert(Arc::from(frames), id);
+    id
 }
 
 /// A copy of the tables, read by a profile dump.
@@ -210,23 +279,19 @@ pub(crate) struct TableCopy {
 /// Copies the tables. Must run under the guard (it allocates while holding shard locks,
 /// and nested allocations must not be sampled into the shards it holds).
 pub(crate) fn read() -> TableCopy {
-    let Some(tables) = TABLES.get() else {
-        return TableCopy::default();
-    };
-    let mut out = TableCopy {
-        stacks: Vec::with_capacity(tables.stacks.len()),
-        cumulative: Vec::with_capacity(tables.cumulative.len()),
-        live: Vec::with_capacity(tables.live.len()),
-    };
-    for entry in &tables.stacks {
-        out.stacks.push((*entry.value(), Arc::clone(entry.key())));
+    let mut out = TableCopy::default();
+    for shard in &STACKS {
+        let shard = shard.lock();
+        out.stacks.extend(
+            shard
+                .ids
+                .iter()
+                .map(|(frames, &id)| (id, Arc::clone(frames))),
+        );
+        out.cumulative
+            .extend(shard.cumulative.iter().map(|(&key, &totals)| (key, totals)));
     }
-    for entry in &tables.cumulative {
-        out.cumulative.push((*entry.key(), *entry.value()));
-    }
-    for entry in &tables.live {
-        out.live.push(*entry.value());
-    }
+    for_each_live(|record| out.live.push(*record));
     out
 }
 
@@ -234,22 +299,18 @@ pub(crate) fn read() -> TableCopy {
 /// bytes). Samples without a task are left out.
 pub(crate) fn live_by_task() -> std::collections::HashMap<u32, (f64, f64)> {
     let mut out = std::collections::HashMap::new();
-    // Allocates while holding shard read locks: nested allocations must not be sampled.
+    // Allocates while holding shard locks: nested allocations must not be sampled.
     let Some(_guard) = crate::hot::sampler::Guard::enter() else {
         return out;
     };
-    let Some(tables) = TABLES.get() else {
-        return out;
-    };
-    for entry in &tables.live {
-        let record = entry.value();
+    for_each_live(|record| {
         if record.task != 0 {
             let weight = weight(record.size, record.rate);
             let sum: &mut (f64, f64) = out.entry(record.task).or_default();
             sum.0 += weight;
             sum.1 += weight * record.size as f64;
         }
-    }
+    });
     out
 }
 
@@ -262,34 +323,34 @@ pub(crate) struct Usage {
     pub(crate) bytes: usize,
 }
 
-/// Sizes of the tables (takes each shard's read lock briefly).
+/// Sizes of the tables (takes each shard's lock briefly).
 pub(crate) fn usage() -> Usage {
-    let filter = crate::hot::sampler::FILTER_BYTES;
-    let Some(tables) = TABLES.get() else {
-        return Usage {
-            bytes: filter,
-            ..Usage::default()
-        };
-    };
     // hashbrown: one control byte per bucket besides the entry.
     let table = |capacity: usize, entry: usize| capacity * (entry + 1);
-    let bytes = filter
+    let (mut live_samples, mut live_capacity) = (0, 0);
+    for shard in &LIVE {
+        let shard = shard.lock();
+        live_samples += shard.records.len();
+        live_capacity += shard.records.capacity();
+    }
+    let (mut stacks, mut id_capacity, mut cumulative_capacity) = (0, 0, 0);
+    for shard in &STACKS {
+        let shard = shard.lock();
+        stacks += shard.ids.len();
+        id_capacity += shard.ids.capacity();
+        cumulative_capacity += shard.cumulative.capacity();
+    }
+    let bytes = crate::hot::sampler::FILTER_BYTES
+        + table(live_capacity, core::mem::size_of::<(usize, Record)>())
+        + table(id_capacity, core::mem::size_of::<(Arc<[usize]>, u32)>())
         + table(
-            tables.live.capacity(),
-            core::mem::size_of::<(usize, Record)>(),
+            cumulative_capacity,
+            core::mem::size_of::<((u32, usize, u32), Cumulative)>(),
         )
-        + table(
-            tables.stacks.capacity(),
-            core::mem::size_of::<(Arc<[usize]>, u32)>(),
-        )
-        + table(
-            tables.cumulative.capacity(),
-            core::mem::size_of::<((u32, usize), Cumulative)>(),
-        )
-        + tables.frame_bytes.load(Ordering::Relaxed);
+        + FRAME_BYTES.load(Ordering::Relaxed);
     Usage {
-        live_samples: tables.live.len(),
-        stacks: tables.stacks.len(),
+        live_samples,
+        stacks,
         bytes,
     }
 }
@@ -300,11 +361,12 @@ pub(crate) fn forget_live() {
     let Some(_guard) = crate::hot::sampler::Guard::enter() else {
         return;
     };
-    if let Some(tables) = TABLES.get() {
-        tables.live.retain(|&address, _| {
-            filter_remove(address);
-            false
-        });
+    for shard in &LIVE {
+        let shard = &mut *shard.lock();
+        for address in shard.records.keys() {
+            shard.filter.remove(*address);
+        }
+        shard.records.clear();
     }
 }
 
@@ -324,6 +386,75 @@ mod tests {
         // At size = rate: 1 / (1 - 1/e).
         let w = weight(4096, 4096);
         assert!((w - 1.0 / (1.0 - (-1.0f64).exp())).abs() < 1e-12);
+    }
+
+    fn record_at(size: usize) -> Record {
+        Record {
+            stack: 0,
+            size,
+            rate: 1,
+            time: 0,
+            task: 0,
+        }
+    }
+
+    fn maybe_sampled(address: usize) -> bool {
+        crate::hot::sampler::maybe_sampled(address as *mut u8)
+    }
+
+    #[test]
+    fn filter_follows_the_live_table_and_sticks() {
+        // Addresses 1 MiB apart share a filter slot (and a shard).
+        let base = 0x7000_0000_1230usize;
+        let at = |i: usize| base + (i << 20);
+        assert!(!maybe_sampled(base));
+        insert_live(at(0), record_at(16));
+        insert_live(at(1), record_at(16));
+        assert!(maybe_sampled(base));
+        assert!(take(at(0)).is_some());
+        assert!(maybe_sampled(base), "one sample of the slot is still live");
+        assert!(take(at(0)).is_none(), "taken once");
+        assert!(take(at(1)).is_some());
+        assert!(!maybe_sampled(base));
+        // A record replaced in place is counted once.
+        insert_live(at(2), record_at(16));
+        insert_live(at(2), record_at(32));
+        assert_eq!(take(at(2)).map(|t| t.0.size), Some(32));
+        assert!(!maybe_sampled(base));
+        // Past 255 live samples a slot's count saturates and stays set.
+        for i in 0..300 {
+            insert_live(at(i), record_at(16));
+        }
+        for i in 0..300 {
+            assert!(take(at(i)).is_some());
+        }
+        assert!(maybe_sampled(base), "saturated counters are sticky");
+    }
+
+    #[test]
+    fn filter_bit_stays_set_while_any_sample_of_its_slot_lives() {
+        // Four threads share one slot (addresses 1 MiB apart) and so one shard, and four
+        // more use the neighbouring slots of the same bit-set word: whatever the
+        // interleaving, a thread that holds a sample must see its bit set. A lost update
+        // of the word, or a remover clearing a bit after another thread's insert had set
+        // it again, would fail this.
+        let base = 0x5000_0000_4560usize;
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                scope.spawn(move || {
+                    let address = if t < 4 {
+                        base + (t << 20)
+                    } else {
+                        base + (t << 4)
+                    };
+                    for _ in 0..20_000 {
+                        insert_live(address, record_at(16));
+                        assert!(maybe_sampled(address));
+                        assert!(take(address).is_some());
+                    }
+                });
+            }
+        });
     }
 
     #[test]

@@ -22,11 +22,16 @@
 //! counts the live samples of each slot (one byte, incremented when a sample is recorded
 //! and decremented when it is removed), and a bit set mirrors "count non-zero": a free
 //! whose bit is clear (one load, a bit test) was not sampled. The fast path reads only
-//! the 8 KiB bit set, not the 64 KiB of counts, so the lines it keeps in the L1 cache
-//! are an eighth as many (BENCHMARKS.md: −0.47 L1 misses per alloc+free pair on the
-//! mix). Counts that reach 255 stay there ("sticky"): such frees always look in the
-//! table, which is correct, only slower. Updates take a small spin lock (see
-//! [`FilterLock`]); they happen once per sample, never on the fast path.
+//! the 8 KiB bit set, not the counts, so the lines it keeps in the L1 cache are an eighth
+//! as many (BENCHMARKS.md: −0.47 L1 misses per alloc+free pair on the mix). Counts that
+//! reach 255 stay there ("sticky"): such frees always look in the table, which is
+//! correct, only slower.
+//!
+//! The filter is cut into [`FILTER_SHARDS`] runs of whole bit-set words, one per shard
+//! of the sampler's live table, and each run's counts live in that shard
+//! ([`FilterShard`]): a slot is updated only by whoever holds its shard's lock, with the
+//! record it counts, so the counts and the bits they drive need no lock or atomic
+//! read-modify-write of their own. Updates happen once per sample, never on the fast path.
 //!
 //! # Re-entrancy
 //!
@@ -36,7 +41,7 @@
 //! the table's locks may be held by this very thread).
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The sampling rate before anything sets it: one sample per 512 KiB on average.
 pub(crate) const DEFAULT_RATE: u64 = 512 * 1024;
@@ -48,16 +53,16 @@ pub(crate) const FILTER_LEN: usize = 1 << 16;
 const FILTER_WORDS: usize = FILTER_LEN / 64;
 /// Bytes of the filter: the bit set and the counts.
 pub(crate) const FILTER_BYTES: usize = FILTER_LEN / 8 + FILTER_LEN;
+/// Runs the filter is cut into, one per shard of the live table (a power of two).
+pub(crate) const FILTER_SHARDS: usize = 64;
+/// Filter slots per run: whole words of the bit set, so no word spans two runs.
+const SHARD_SLOTS: usize = FILTER_LEN / FILTER_SHARDS;
+const _: () = assert!(SHARD_SLOTS.is_multiple_of(64));
 
 /// Mean bytes between samples; 0 = off, 1 = every allocation.
 static RATE: AtomicU64 = AtomicU64::new(DEFAULT_RATE);
 /// One bit per filter slot, set while the slot's count is non-zero: the fast path's read.
 static FILTER_BITS: [AtomicU64; FILTER_WORDS] = [const { AtomicU64::new(0) }; FILTER_WORDS];
-/// Live samples per filter slot (255: saturated, sticky). Read and written only under
-/// [`FilterLock`], never on the fast path.
-static FILTER_COUNTS: [AtomicU8; FILTER_LEN] = [const { AtomicU8::new(0) }; FILTER_LEN];
-/// Taken by [`FilterLock`].
-static FILTER_LOCK: AtomicBool = AtomicBool::new(false);
 /// Seed for the per-thread generators; 0 = derive one from the clock and addresses.
 static SEED: AtomicU64 = AtomicU64::new(0);
 /// Threads seeded since the seed was last set: each gets its own stream.
@@ -141,69 +146,66 @@ pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
     word.load(Ordering::Relaxed) & bit != 0
 }
 
-/// Notes that a sample for `address` was recorded.
-pub(crate) fn filter_insert(address: usize) {
-    let slot = filter_slot(address);
-    let _lock = FilterLock::acquire();
-    let count = &FILTER_COUNTS[slot];
-    let n = count.load(Ordering::Relaxed);
-    if n != u8::MAX {
-        count.store(n + 1, Ordering::Relaxed);
-    }
-    if n == 0 {
-        let (word, bit) = filter_bit(slot);
-        word.fetch_or(bit, Ordering::Relaxed);
-    }
+/// The filter run (and live-table shard) that `address` belongs to.
+#[inline]
+pub(crate) fn filter_shard(address: usize) -> usize {
+    filter_slot(address) / SHARD_SLOTS
 }
 
-/// Notes that the sample for `address` was removed.
-pub(crate) fn filter_remove(address: usize) {
-    let slot = filter_slot(address);
-    let _lock = FilterLock::acquire();
-    let count = &FILTER_COUNTS[slot];
-    let n = count.load(Ordering::Relaxed);
-    // 255 is sticky: its true count is unknown. 0 cannot happen (we only remove what we
-    // inserted), and stays 0 rather than wrapping.
-    if n != u8::MAX && n != 0 {
-        count.store(n - 1, Ordering::Relaxed);
-        if n == 1 {
-            let (word, bit) = filter_bit(slot);
-            word.fetch_and(!bit, Ordering::Relaxed);
+/// The live-sample counts of one run of filter slots: the slots of the addresses for
+/// which [`filter_shard`] gives this run's index.
+///
+/// Exactly one `FilterShard` exists per run, inside the live table's shard of the same
+/// index, so `&mut FilterShard` (its shard's lock held) is the right to update those
+/// slots' counts and their words of the bit set: no other thread writes them meanwhile.
+#[derive(Debug)]
+pub(crate) struct FilterShard {
+    /// Live samples per slot of the run (255: saturated, sticky).
+    counts: [u8; SHARD_SLOTS],
+}
+
+impl FilterShard {
+    pub(crate) const fn new() -> Self {
+        Self {
+            counts: [0; SHARD_SLOTS],
         }
     }
-}
 
-/// Serialises filter updates, so that a slot's bit always says "its count is non-zero".
-/// Without it, a remover that took a count to zero could clear the bit just after an
-/// inserter had taken it back to one and set it, and the new sample's free would miss
-/// the table. Held for a few instructions, never across an allocation or another lock,
-/// and only inside the sampler's [`Guard`] (so an allocation nested on the same thread,
-/// from a signal handler say, never waits for it: it skips the sampler).
-struct FilterLock(());
+    /// Notes that a sample for `address` (of this run) was recorded.
+    pub(crate) fn insert(&mut self, address: usize) {
+        let slot = filter_slot(address);
+        let count = &mut self.counts[slot % SHARD_SLOTS];
+        let n = *count;
+        if n != u8::MAX {
+            *count = n + 1;
+        }
+        if n == 0 {
+            set_bit(slot, true);
+        }
+    }
 
-impl FilterLock {
-    fn acquire() -> FilterLock {
-        let mut spins = 0u32;
-        while FILTER_LOCK
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) {
-                // The holder may have been preempted: let it run.
-                std::thread::yield_now();
-            } else {
-                core::hint::spin_loop();
+    /// Notes that the sample for `address` (of this run) was removed.
+    pub(crate) fn remove(&mut self, address: usize) {
+        let slot = filter_slot(address);
+        let count = &mut self.counts[slot % SHARD_SLOTS];
+        let n = *count;
+        // 255 is sticky: its true count is unknown. 0 cannot happen (only what was
+        // inserted is removed), and stays 0 rather than wrapping.
+        if n != u8::MAX && n != 0 {
+            *count = n - 1;
+            if n == 1 {
+                set_bit(slot, false);
             }
         }
-        FilterLock(())
     }
 }
 
-impl Drop for FilterLock {
-    fn drop(&mut self) {
-        FILTER_LOCK.store(false, Ordering::Release);
-    }
+/// Sets or clears the bit of filter slot `slot`. Only through a [`FilterShard`]: its
+/// run's words have no other writer, so a load and a store cannot lose an update.
+fn set_bit(slot: usize, on: bool) {
+    let (word, bit) = filter_bit(slot);
+    let old = word.load(Ordering::Relaxed);
+    word.store(if on { old | bit } else { old & !bit }, Ordering::Relaxed);
 }
 
 /// Marks this thread as inside the sampler for as long as it lives.
@@ -329,50 +331,6 @@ mod tests {
         assert!((mean - rate as f64).abs() < 46.0, "mean {mean}");
         assert_eq!(draw(1), 0);
         assert_eq!(draw(0), OFF_RECHECK);
-    }
-
-    #[test]
-    fn filter_counts_and_sticks() {
-        let address = 0x7000_0000_1230;
-        assert!(!maybe_sampled(address as *mut u8));
-        filter_insert(address);
-        filter_insert(address);
-        assert!(maybe_sampled(address as *mut u8));
-        filter_remove(address);
-        assert!(maybe_sampled(address as *mut u8));
-        filter_remove(address);
-        assert!(!maybe_sampled(address as *mut u8));
-        for _ in 0..300 {
-            filter_insert(address);
-        }
-        for _ in 0..300 {
-            filter_remove(address);
-        }
-        assert!(
-            maybe_sampled(address as *mut u8),
-            "saturated counters are sticky"
-        );
-    }
-
-    #[test]
-    fn filter_bit_stays_set_while_any_sample_of_its_slot_lives() {
-        // Four threads share one slot (addresses 1 MiB apart) and each keeps inserting
-        // and removing its own sample: whatever the interleaving, a thread that holds a
-        // sample must see the bit set. An unserialised remover could clear it after
-        // another thread's insert had set it again.
-        let base = 0x5000_0000_4560usize;
-        std::thread::scope(|scope| {
-            for t in 0..4 {
-                scope.spawn(move || {
-                    let address = base + (t << 20);
-                    for _ in 0..20_000 {
-                        filter_insert(address);
-                        assert!(maybe_sampled(address as *mut u8));
-                        filter_remove(address);
-                    }
-                });
-            }
-        });
     }
 
     #[test]

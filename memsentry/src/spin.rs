@@ -1,0 +1,112 @@
+//! **[S]** [`SpinLock`]: the sampler's table locks.
+//!
+//! The sampled path holds a lock for a hash-table operation (well under a microsecond,
+//! an allocation at most, made under the sampler's guard), so a spin lock fits: taking an
+//! uncontended one is a single compare-and-swap, and releasing it a plain `Release` store,
+//! where `std::sync::Mutex` pays a second atomic read-modify-write to release and a
+//! sharded `DashMap` two per operation. Each one costs the sampled path a store-buffer
+//! drain (BENCHMARKS.md, "What a sample costs").
+//!
+//! A waiter spins, and yields its time slice every 64 tries so that a holder preempted
+//! on the same core gets to run. Nothing is ever held across a wait for anything else.
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// A value behind a spin lock.
+#[derive(Debug, Default)]
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out access to `value` to one thread at a time (`lock` returns
+// only after its compare-and-swap took the flag from false to true, and the guard clears
+// it when dropped), so sharing a `SpinLock<T>` shares `T` only by moving access between
+// threads: `T: Send` is what that needs, as for `std::sync::Mutex`.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock, spinning (and now and then yielding) while another thread holds it.
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        let mut tries = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            // Wait for a release before trying again: spinning on a plain load keeps
+            // the line shared instead of bouncing it between the waiters.
+            while self.locked.load(Ordering::Relaxed) {
+                tries = tries.wrapping_add(1);
+                if tries.is_multiple_of(64) {
+                    std::thread::yield_now();
+                } else {
+                    core::hint::spin_loop();
+                }
+            }
+        }
+        SpinGuard { lock: self }
+    }
+}
+
+/// Access to a [`SpinLock`]'s value; the lock is released when it is dropped.
+pub(crate) struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while its thread holds the lock, so no other
+        // reference to the value exists (see the `Sync` impl).
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the guard's only live borrow.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpinLock;
+
+    #[test]
+    fn excludes_other_threads() {
+        // Non-atomic read-modify-writes under the lock from four threads: any overlap of
+        // two critical sections would lose increments.
+        let lock = SpinLock::new(0u64);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..50_000 {
+                        let mut value = lock.lock();
+                        let seen = *value;
+                        std::hint::black_box(&mut *value);
+                        *value = seen + 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*lock.lock(), 200_000);
+    }
+}
