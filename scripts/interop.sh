@@ -30,8 +30,10 @@ lines_demo=target/release-lines/examples/demo
 out="$work/out"
 lines_out="$work/lines"
 # Six seconds: enough leaked blocks that the leak tops the profile at the default rate.
-$demo --seconds 6 --out "$out" >"$work/demo.out" &
-$lines_demo --seconds 6 --out "$lines_out" >"$work/lines-demo.out" &
+# Each serves its endpoint on a port of its own (port 0: the kernel picks a free one), so
+# the two, or a demo a developer left running on 6060, never compete for one address.
+MEMSENTRY_HTTP_ADDR=127.0.0.1:0 $demo --seconds 6 --out "$out" >"$work/demo.out" &
+MEMSENTRY_HTTP_ADDR=127.0.0.1:0 $lines_demo --seconds 6 --out "$lines_out" >"$work/lines-demo.out" &
 wait %1 || fail "the demo failed"
 wait %2 || fail "the demo built with line tables failed"
 for file in heap.pb.gz heap.svg diff.pb.gz heap-offline.pb.gz; do
