@@ -11,20 +11,16 @@
 use std::process::ExitCode;
 
 use memsentry::MemSentry;
-use memsentry_benches::{OPS, timed};
+use memsentry_benches::{OPS, positive_arg, timed};
 
 /// Criterion-style iterations per timed run: 20 × 1,000 operations.
 const ITERS: u64 = 20;
 const RUNS: usize = 15;
 
 fn main() -> ExitCode {
-    let threads = match std::env::args().nth(1).map(|s| s.parse::<usize>()) {
-        None => 2,
-        Some(Ok(n)) if n > 0 => n,
-        Some(_) => {
-            eprintln!("usage: r1_threads [THREADS>0]");
-            return ExitCode::from(2);
-        }
+    let threads = match positive_arg(1, 2, "r1_threads [THREADS>0]") {
+        Ok(threads) => threads,
+        Err(code) => return code,
     };
     memsentry::profile::set_sample_rate(1);
     let ops = (ITERS as usize * OPS) as f64;

@@ -122,3 +122,21 @@ pub fn timed<A: GlobalAlloc + Sync>(allocator: &A, threads: usize, iters: u64) -
             .unwrap()
     })
 }
+
+/// The command-line argument at `position` (1 = the first after the program's name) as a
+/// positive integer, `default` when it is absent; `Err` after printing `usage` to stderr
+/// when it is anything else.
+pub fn positive_arg(
+    position: usize,
+    default: usize,
+    usage: &str,
+) -> Result<usize, std::process::ExitCode> {
+    match std::env::args().nth(position).map(|s| s.parse::<usize>()) {
+        None => Ok(default),
+        Some(Ok(n)) if n > 0 => Ok(n),
+        Some(_) => {
+            eprintln!("usage: {usage}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}

@@ -34,7 +34,9 @@
 //! (a switch moves the thread's slot pointer aside, which sends the fast path into a task
 //! branch). With a task current, two plain adds to a thread-local tally per call. A poll
 //! of a [`Tracked`] future costs two switches (thread-local only) and a handful of atomic
-//! adds to the task's totals, ~15 ns (`BENCHMARKS.md`).
+//! adds to the task's totals, ~15 ns (`BENCHMARKS.md`). Starting and ending an instance
+//! also note it in its name's set of live instances, under a lock that is the starting
+//! thread's own (the set is sharded per thread), ~150 ns for the pair.
 //!
 //! # Bounded
 //!
@@ -61,7 +63,7 @@
 //! }
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -74,6 +76,10 @@ use std::time::{Duration, Instant};
 
 use crate::Bytes;
 use crate::hot::task as tally;
+
+mod live;
+
+use live::{Instance, LiveSet};
 
 /// The name tasks past the limit are counted under.
 pub const OTHER: &str = "other";
@@ -104,8 +110,8 @@ struct Stats {
     allocated_bytes: AtomicU64,
     frees: AtomicU64,
     freed_bytes: AtomicU64,
-    /// Live instances: (start, instance id); the first is the oldest.
-    live: Mutex<BTreeSet<(Instant, u64)>>,
+    /// Live instances.
+    live: LiveSet,
 }
 
 impl Stats {
@@ -120,10 +126,6 @@ impl Stats {
         self.frees.fetch_add(taken.frees, Ordering::Relaxed);
         self.freed_bytes
             .fetch_add(taken.freed_bytes, Ordering::Relaxed);
-    }
-
-    fn live(&self) -> std::sync::MutexGuard<'_, BTreeSet<(Instant, u64)>> {
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -189,7 +191,7 @@ fn register_untracked(name: &str) -> &'static Stats {
         allocated_bytes: AtomicU64::new(0),
         frees: AtomicU64::new(0),
         freed_bytes: AtomicU64::new(0),
-        live: Mutex::new(BTreeSet::new()),
+        live: LiveSet::default(),
     }));
     by_name.insert(name, stats);
     BY_INDEX.push(stats);
@@ -275,8 +277,6 @@ pub trait TrackExt: Future + Sized {
 
 impl<F: Future> TrackExt for F {}
 
-static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(0);
-
 /// Makes `stats` the thread's current task until [`Switch::back`]: what the thread
 /// allocated since the last switch is charged to the previous task.
 struct Switch {
@@ -310,7 +310,7 @@ fn charge_index(index: u32, taken: tally::Taken) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Life {
     Unstarted,
-    Live(Instant, u64),
+    Live(Instance),
     Done,
 }
 
@@ -348,8 +348,8 @@ impl<F> Tracked<F> {
     }
 
     fn end(&mut self, finished: bool) {
-        if let Life::Live(start, id) = self.life {
-            untracked(|| self.stats.live().remove(&(start, id)));
+        if let Life::Live(instance) = self.life {
+            untracked(|| self.stats.live.end(instance));
             let count = if finished {
                 &self.stats.finished
             } else {
@@ -370,11 +370,8 @@ impl<F: Future> Future for Tracked<F> {
         // structurally pinned and are only read or overwritten.
         let this = unsafe { self.get_unchecked_mut() };
         if this.life == Life::Unstarted {
-            let start = Instant::now();
-            let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
             this.stats.started.fetch_add(1, Ordering::Relaxed);
-            untracked(|| this.stats.live().insert((start, id)));
-            this.life = Life::Live(start, id);
+            this.life = Life::Live(untracked(|| this.stats.live.start()));
         }
         this.stats.polls.fetch_add(1, Ordering::Relaxed);
         let stats = this.stats;
@@ -417,8 +414,7 @@ impl<F> Drop for Tracked<F> {
 pub struct Scope {
     stats: &'static Stats,
     switch: Option<Switch>,
-    start: Instant,
-    id: u64,
+    instance: Instance,
     // Thread-bound: the switch it undoes is this thread's.
     _not_send: PhantomData<*const ()>,
 }
@@ -433,16 +429,13 @@ impl fmt::Debug for Scope {
 
 impl Scope {
     fn new(stats: &'static Stats) -> Scope {
-        let start = Instant::now();
-        let id = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
         stats.started.fetch_add(1, Ordering::Relaxed);
         stats.polls.fetch_add(1, Ordering::Relaxed);
-        untracked(|| stats.live().insert((start, id)));
+        let instance = untracked(|| stats.live.start());
         Scope {
             stats,
             switch: Some(Switch::to(stats)),
-            start,
-            id,
+            instance,
             _not_send: PhantomData,
         }
     }
@@ -453,7 +446,7 @@ impl Drop for Scope {
         if let Some(switch) = self.switch.take() {
             switch.back(self.stats);
         }
-        untracked(|| self.stats.live().remove(&(self.start, self.id)));
+        untracked(|| self.stats.live.end(self.instance));
         // A scope left by a panic did not finish.
         let count = if std::thread::panicking() {
             &self.stats.cancelled
@@ -547,13 +540,8 @@ pub fn report() -> TaskReport {
     let mut rows: Vec<TaskRow> = all()
         .into_iter()
         .map(|stats| {
-            let (live, oldest) = {
-                let live = stats.live();
-                (
-                    live.len() as u64,
-                    live.first().map(|(start, _)| now - *start),
-                )
-            };
+            let (live, oldest) = stats.live.count_and_oldest();
+            let oldest = oldest.map(|start| now.saturating_duration_since(start));
             let (objects, bytes) = inuse.get(&stats.index).copied().unwrap_or_default();
             TaskRow {
                 name: stats.name,
