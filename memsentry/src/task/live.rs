@@ -2,48 +2,19 @@
 //! oldest has run.
 //!
 //! Every instance's start and end update this set, on whatever threads the executor
-//! runs them, so it is sharded: each thread has a *home* shard (handed out round-robin
-//! the first time the thread starts an instance), an instance is kept in the shard of
+//! runs them, so it is sharded (see `shard`): an instance is kept in the home shard of
 //! the thread that started it, and its end goes back to that shard from any thread.
 //! Threads thus start and end instances under locks of their own: with one mutex per
-//! name, two threads running the same task spent ~8 times longer per instance than one
+//! name, two threads running the same task spent ~7 times longer per instance than one
 //! (BENCHMARKS.md, "Task attribution").
 
-use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-/// Shards per name: up to this many threads start instances of one name without ever
-/// sharing a lock. (64 bytes each: 1 KiB per registered name.)
-const SHARDS: usize = 16;
+use super::shard::{Sharded, home};
 
-/// Hands out home shards.
-static NEXT_HOME: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's home shard; `usize::MAX` until it first starts an instance.
-    static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// The calling thread's home shard.
-fn home() -> usize {
-    HOME.try_with(|home| {
-        if home.get() == usize::MAX {
-            home.set(NEXT_HOME.fetch_add(1, Ordering::Relaxed) % SHARDS);
-        }
-        home.get()
-    })
-    // During thread teardown: any shard is correct, only maybe shared.
-    .unwrap_or(0)
-}
-
-/// One shard: its instances by (start, sequence number), so the first is the oldest.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Shard(Mutex<Instances>);
-
+/// One shard's instances, by (start, sequence number): the first is the oldest.
 #[derive(Debug, Default)]
 struct Instances {
     /// Tells apart instances that started at the same `Instant`.
@@ -51,11 +22,10 @@ struct Instances {
     live: BTreeSet<(Instant, u64)>,
 }
 
-impl Shard {
-    fn lock(&self) -> MutexGuard<'_, Instances> {
-        // Nothing panics while holding it; a poisoned set is still consistent.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// Locks a shard's instances.
+fn lock(shard: &Mutex<Instances>) -> MutexGuard<'_, Instances> {
+    // Nothing panics while holding it; a poisoned set is still consistent.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A started instance, to hand back to [`LiveSet::end`].
@@ -69,14 +39,14 @@ pub(super) struct Instance {
 /// The live instances of one task name.
 #[derive(Debug, Default)]
 pub(super) struct LiveSet {
-    shards: [Shard; SHARDS],
+    shards: Sharded<Mutex<Instances>>,
 }
 
 impl LiveSet {
     /// Notes an instance starting now, on this thread.
     pub(super) fn start(&self) -> Instance {
         let shard = home();
-        let mut instances = self.shards[shard].lock();
+        let mut instances = lock(self.shards.get(shard));
         let sequence = instances.next;
         instances.next += 1;
         let start = Instant::now();
@@ -90,8 +60,7 @@ impl LiveSet {
 
     /// Notes that `instance` ended (on any thread).
     pub(super) fn end(&self, instance: Instance) {
-        self.shards[instance.shard]
-            .lock()
+        lock(self.shards.get(instance.shard))
             .live
             .remove(&(instance.start, instance.sequence));
     }
@@ -100,8 +69,8 @@ impl LiveSet {
     pub(super) fn count_and_oldest(&self) -> (u64, Option<Instant>) {
         let mut count = 0;
         let mut oldest: Option<Instant> = None;
-        for shard in &self.shards {
-            let instances = shard.lock();
+        for shard in self.shards.iter() {
+            let instances = lock(shard);
             count += instances.live.len() as u64;
             if let Some(&(start, _)) = instances.live.first() {
                 oldest = Some(oldest.map_or(start, |o| o.min(start)));
