@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use memsentry::MemSentry;
-use memsentry_benches::{OPS, timed};
+use memsentry_benches::{OPS, quartiles, timed};
 use tikv_jemallocator::Jemalloc;
 
 /// Criterion-style iterations per timed run: 100 × 1,000 operations.
@@ -119,11 +119,4 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// (first quartile, median, third quartile).
-fn quartiles(values: &mut [f64]) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: usize| values[(values.len() - 1) * q / 4];
-    (at(1), at(2), at(3))
 }

@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 
 use memsentry::MemSentry;
-use memsentry_benches::{OPS, positive_arg, timed};
+use memsentry_benches::{OPS, positive_arg, quartiles, timed};
 
 /// Criterion-style iterations per timed run: 20 × 1,000 operations.
 const ITERS: u64 = 20;
@@ -28,13 +28,7 @@ fn main() -> ExitCode {
         .map(|_| timed(&MemSentry::new(), threads, ITERS).as_secs_f64() * 1e9 / ops)
         .collect();
     memsentry::profile::set_sample_rate(memsentry::profile::DEFAULT_RATE);
-    per_op.sort_by(f64::total_cmp);
-    let at = |q: usize| per_op[(RUNS - 1) * q / 4];
-    println!(
-        "{threads} thread(s), R = 1: {:.0} ns per operation (IQR {:.0}–{:.0})",
-        at(2),
-        at(1),
-        at(3)
-    );
+    let (lo, median, hi) = quartiles(&mut per_op);
+    println!("{threads} thread(s), R = 1: {median:.0} ns per operation (IQR {lo:.0}–{hi:.0})");
     ExitCode::SUCCESS
 }

@@ -140,3 +140,15 @@ pub fn positive_arg(
         }
     }
 }
+
+/// (first quartile, median, third quartile) of `values`, which it sorts; the examples'
+/// robust summary of repeated timings.
+///
+/// # Panics
+///
+/// If `values` is empty.
+pub fn quartiles(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |q: usize| values[(values.len() - 1) * q / 4];
+    (at(1), at(2), at(3))
+}
