@@ -26,7 +26,7 @@
 //! | `memsentry_memory_limit_bytes` | gauge | bytes | the cgroup memory limit ([`Snapshot::memory_limit_bytes`]); 0: none set |
 //! | `memsentry_sampler_live_samples` | gauge | | sampled blocks still allocated |
 //! | `memsentry_sampler_stacks` | gauge | | distinct call stacks sampled |
-//! | `memsentry_sampler_memory_bytes` | gauge | bytes | memory the sampler's tables hold |
+//! | `memsentry_sampler_memory_bytes` | gauge | bytes | memory the sampler holds (tables, placed samples' room) |
 //! | `memsentry_sampler_rate_bytes` | gauge | bytes | the sampling rate (mean bytes between samples) |
 //! | `memsentry_tasks_live{task}` | gauge | | [tracked](crate::task) instances alive |
 //! | `memsentry_tasks_started_total{task}` | counter | | instances started |
@@ -178,7 +178,7 @@ const GAUGES: [GaugeSpec; 14] = [
     GaugeSpec {
         name: "memsentry_sampler_memory_bytes",
         unit: Unit::Bytes,
-        help: "Memory the sampler's tables hold: the price of observation.",
+        help: "Memory the sampler holds (its tables, and placed samples' room beyond their requests): the price of observation.",
         value: |t| Some(t.sampler.bytes as f64),
     },
     GaugeSpec {

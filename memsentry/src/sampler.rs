@@ -11,11 +11,13 @@
 //!   together, under the lock of that shard, which the filter's words need no other.
 //!
 //! Reached from the allocator only when an allocation is sampled (about once per `R`
-//! bytes) or a free hits the filter, and always under `hot::sampler::Guard`, so the
-//! allocations made here are counted but never sampled and can never recurse into this
-//! module. It allocates and takes the tables' shard locks, but never holds a lock while
-//! waiting for anything else, and never frees a block that was allocated outside the
-//! guard (so the free path never needs a lock this thread holds).
+//! bytes) or a free may be of a sampled block. Whatever allocates here runs under
+//! `hot::sampler::Guard`, so the allocations made here are counted but never sampled and
+//! can never recurse into this module ([`take`], the free side's, allocates nothing). It
+//! takes the tables' shard locks, but never holds one while waiting for anything else.
+//! While it holds one it frees only its own tables' memory, never a sampled block, so a
+//! free that finds its thread holding a lock (`spin::held_by_this_thread`) skips the
+//! table, which could need that very lock.
 
 use core::hash::{BuildHasher, Hasher};
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -47,6 +49,13 @@ pub(crate) struct Record {
 /// `realloc` fails.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Taken(Record);
+
+impl Taken {
+    /// Requested bytes of the block.
+    pub(crate) fn size(&self) -> usize {
+        self.0.size
+    }
+}
 
 /// Cumulative (since start) sampled allocations of one (stack, size).
 #[derive(Clone, Copy, Debug, Default)]
@@ -319,7 +328,8 @@ pub(crate) fn live_by_task() -> std::collections::HashMap<u32, (f64, f64)> {
 pub(crate) struct Usage {
     pub(crate) live_samples: usize,
     pub(crate) stacks: usize,
-    /// Approximate bytes held by the tables and the filter.
+    /// Approximate bytes held by the tables and the filter, and by the blocks of placed
+    /// samples beyond their requests.
     pub(crate) bytes: usize,
 }
 
@@ -327,11 +337,17 @@ pub(crate) struct Usage {
 pub(crate) fn usage() -> Usage {
     // hashbrown: one control byte per bucket besides the entry.
     let table = |capacity: usize, entry: usize| capacity * (entry + 1);
-    let (mut live_samples, mut live_capacity) = (0, 0);
+    let (mut live_samples, mut live_capacity, mut placed_slack) = (0, 0, 0);
     for shard in &LIVE {
         let shard = shard.lock();
         live_samples += shard.records.len();
         live_capacity += shard.records.capacity();
+        placed_slack += shard
+            .records
+            .iter()
+            .filter(|&(&address, record)| is_placed(address, record.size))
+            .map(|(_, record)| placed_slack_of(record.size))
+            .sum::<usize>();
     }
     let (mut stacks, mut id_capacity, mut cumulative_capacity) = (0, 0, 0);
     for shard in &STACKS {
@@ -347,7 +363,8 @@ pub(crate) fn usage() -> Usage {
             cumulative_capacity,
             core::mem::size_of::<((u32, usize, u32), Cumulative)>(),
         )
-        + FRAME_BYTES.load(Ordering::Relaxed);
+        + FRAME_BYTES.load(Ordering::Relaxed)
+        + placed_slack;
     Usage {
         live_samples,
         stacks,
@@ -355,19 +372,42 @@ pub(crate) fn usage() -> Usage {
     }
 }
 
-/// Forgets every live record (bookkeeping was turned off: frees are no longer seen, so
-/// the records would go stale). Cumulative totals stay.
+/// Forgets the live records of blocks that are not placed samples (bookkeeping was
+/// turned off: their frees are no longer seen, so the records would go stale).
+/// Cumulative totals stay, and so do placed samples' records: frees of placed samples
+/// are seen whatever the switch says, and need their records to be freed right.
 pub(crate) fn forget_live() {
     let Some(_guard) = crate::hot::sampler::Guard::enter() else {
         return;
     };
     for shard in &LIVE {
         let shard = &mut *shard.lock();
-        for address in shard.records.keys() {
-            shard.filter.remove(*address);
-        }
-        shard.records.clear();
+        let LiveShard { records, filter } = shard;
+        records.retain(|&address, record| {
+            let keep = is_placed(address, record.size);
+            if !keep {
+                filter.remove(address);
+            }
+            keep
+        });
     }
+}
+
+/// Bytes the block holding a placed sample of `size` bytes takes beyond the request.
+fn placed_slack_of(size: usize) -> usize {
+    let usable = crate::hot::size_class::usable_size(
+        size + crate::hot::sampler::PLACED_OFFSET,
+        crate::hot::sampler::PLACED_ALIGN,
+    );
+    usize::try_from(usable).map_or(0, |usable| usable.saturating_sub(size))
+}
+
+/// Whether a live record of `size` bytes at `address` is a placed sample's: placed
+/// samples are the only sampled blocks of at most `PLACE_MAX` bytes there (a sampled
+/// block of such a size that is not placed is aligned to 32 or more).
+pub(crate) fn is_placed(address: usize, size: usize) -> bool {
+    size <= crate::hot::sampler::PLACE_MAX
+        && crate::hot::sampler::at_placed_offset(address as *mut u8)
 }
 
 #[cfg(test)]

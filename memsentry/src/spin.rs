@@ -9,8 +9,12 @@
 //!
 //! A waiter spins, and yields its time slice every 64 tries so that a holder preempted
 //! on the same core gets to run. Nothing is ever held across a wait for anything else.
+//!
+//! Each thread counts the spin locks it holds ([`held_by_this_thread`]): a free that
+//! reaches the sampler's tables while its thread holds one of their locks (the tables
+//! freeing their own memory) must not take a lock again, which could be that very one.
 
-use core::cell::UnsafeCell;
+use core::cell::{Cell, UnsafeCell};
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,6 +30,16 @@ pub(crate) struct SpinLock<T> {
 // it when dropped), so sharing a `SpinLock<T>` shares `T` only by moving access between
 // threads: `T: Send` is what that needs, as for `std::sync::Mutex`.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+thread_local! {
+    /// Spin locks this thread holds. `const`, no destructor: usable until the thread ends.
+    static HELD: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this thread holds a [`SpinLock`].
+pub(crate) fn held_by_this_thread() -> bool {
+    HELD.try_with(Cell::get).is_ok_and(|held| held != 0)
+}
 
 impl<T> SpinLock<T> {
     pub(crate) const fn new(value: T) -> Self {
@@ -54,6 +68,7 @@ impl<T> SpinLock<T> {
                 }
             }
         }
+        let _ = HELD.try_with(|held| held.set(held.get().wrapping_add(1)));
         SpinGuard { lock: self }
     }
 }
@@ -83,6 +98,7 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
+        let _ = HELD.try_with(|held| held.set(held.get().wrapping_sub(1)));
     }
 }
 
@@ -108,5 +124,20 @@ mod tests {
             }
         });
         assert_eq!(*lock.lock(), 200_000);
+    }
+
+    #[test]
+    fn counts_the_locks_this_thread_holds() {
+        let (a, b) = (SpinLock::new(()), SpinLock::new(()));
+        assert!(!super::held_by_this_thread());
+        let first = a.lock();
+        let second = b.lock();
+        std::thread::scope(|scope| {
+            scope.spawn(|| assert!(!super::held_by_this_thread(), "another thread's"));
+        });
+        drop(first);
+        assert!(super::held_by_this_thread());
+        drop(second);
+        assert!(!super::held_by_this_thread());
     }
 }

@@ -196,25 +196,44 @@ fn rate_zero_samples_nothing() {
 }
 
 #[inline(never)]
-fn kept_while_switching_off() -> Vec<Vec<u8>> {
+fn small_kept_while_switching_off() -> Vec<Vec<u8>> {
     black_box((0..10).map(|_| black_box(vec![0u8; 100])).collect())
 }
 
+#[inline(never)]
+fn large_kept_while_switching_off() -> Vec<Vec<u8>> {
+    black_box((0..10).map(|_| black_box(vec![0u8; 10_000])).collect())
+}
+
 #[test]
-fn turning_bookkeeping_off_forgets_live_samples() {
+fn turning_bookkeeping_off_keeps_only_placed_samples() {
     let _rate = exclusive(1);
-    // Ten vectors and the one that holds them.
-    let blocks = kept_while_switching_off();
-    assert_eq!(
-        site(&profile::heap(), "kept_while_switching_off").1.samples,
-        11
-    );
+    // Ten vectors and the one that holds them, at each site: at most 4 KiB (placed
+    // samples) but for the ten large ones.
+    let small = small_kept_while_switching_off();
+    let large = large_kept_while_switching_off();
+    let inuse = |name: &str| site(&profile::heap(), name).1.samples;
+    assert_eq!(inuse("small_kept_while_switching_off"), 11);
+    assert_eq!(inuse("large_kept_while_switching_off"), 11);
     memsentry::set_enabled(false);
     memsentry::set_enabled(true);
-    let (alloc, inuse) = site(&profile::heap(), "kept_while_switching_off");
-    assert_eq!(inuse.samples, 0);
-    assert_eq!(alloc.samples, 11);
-    drop(blocks);
+    // Frees of blocks not placed go unseen while off: their records are forgotten.
+    assert_eq!(inuse("large_kept_while_switching_off"), 1);
+    // Placed samples' frees are seen whatever the switch says, so they stay known...
+    assert_eq!(inuse("small_kept_while_switching_off"), 11);
+    memsentry::set_enabled(false);
+    drop(small);
+    memsentry::set_enabled(true);
+    // ...and go when freed, off or on.
+    let (alloc, inuse) = site(&profile::heap(), "small_kept_while_switching_off");
+    assert_eq!((alloc.samples, inuse.samples), (11, 0));
+    drop(large);
+    assert_eq!(
+        site(&profile::heap(), "large_kept_while_switching_off")
+            .1
+            .samples,
+        0
+    );
 }
 
 #[test]

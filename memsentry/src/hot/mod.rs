@@ -17,28 +17,31 @@ use crate::sampler::Taken;
 // through its gate (one compare with the slot's gate, which is closed while bookkeeping
 // is off, before the thread has a slot, or while a task is current) and the alignment is
 // common (one compare); one single-writer increment; then, on allocation, the sampling
-// countdown (a TLS subtract and a sign test), on free, the sampled-block filter (one
-// load and a bit test). Whatever fails the gate loads the switch once: off, nothing
-// more; otherwise the task branch (`counters::try_record_fast`), which also charges the
-// task, or the out-of-line slow path. With no task current, task attribution costs the
-// fast path nothing.
+// countdown (a TLS subtract and a sign test), on free, the placed-sample test (a
+// subtraction and a mask test of the address: `sampler::at_placed_offset`). Whatever
+// fails the gate loads the switch once: off, only the placed-sample test (a placed
+// block must be freed as one, whatever the switch says); otherwise the task branch
+// (`counters::try_record_in_task`), which also charges the task, or the out-of-line slow
+// path. With no task current, task attribution costs the fast path nothing.
+//
+// Sampling needs the inner allocator (a sample of a placeable request is moved to a
+// block of its own), so the entry points only say when to sample or to look further,
+// and `MemSentry` (`crate::alloc`) does it.
 
 /// Bookkeeping for an allocation of `size` bytes aligned to `align` that returned `ptr`
-/// (null: the inner allocator refused).
+/// (null: the inner allocator refused). `true`: the sampling countdown ran out, and the
+/// caller must hand the block to `MemSentry::sample` (which may move it).
 #[inline(always)]
-pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) {
+pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) -> bool {
     if !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align) {
-        if sampler::due(size) {
-            on_sample_due(ptr, size);
-        }
-    } else if !mode::is_off() {
-        if !ptr.is_null() && counters::try_record_in_task(Event::Alloc, size, align) {
-            if sampler::due(size) {
-                on_sample_due(ptr, size);
-            }
-        } else {
-            on_alloc_slow(ptr, size, align);
-        }
+        return sampler::due(size);
+    }
+    if mode::is_off() {
+        false
+    } else if !ptr.is_null() && counters::try_record_in_task(Event::Alloc, size, align) {
+        sampler::due(size)
+    } else {
+        on_alloc_slow(ptr, size, align)
     }
 }
 
@@ -46,13 +49,13 @@ pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) {
 /// yet, a failed allocation, a request or thread the fast counters do not cover.
 #[cold]
 #[inline(never)]
-fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
+fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
     if !mode::active() {
-        return;
+        return false;
     }
     if ptr.is_null() {
         counters::record_failure();
-        return;
+        return false;
     }
     // The fast path's tests, retried (the thread may have claimed its slot meanwhile);
     // the task branch charges the task itself.
@@ -62,42 +65,58 @@ fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) {
         counters::record_alloc(size_class::index_of(size, align), size);
         task::charge(Event::Alloc, size);
     }
-    if sampler::due(size) {
-        on_sample_due(ptr, size);
-    }
+    sampler::due(size)
 }
 
-/// The countdown ran out: maybe record a sample for the block at `ptr`.
-///
-/// Never inlined: its frame marks where the sampler's own frames end in a captured
-/// stack (everything called from here is trimmed).
-#[cold]
+/// For [`on_alloc`]'s caller when the countdown ran out: whether to sample this
+/// allocation of `size` bytes, and at which rate; `None` when not, or when this thread is
+/// inside the sampler already (its own allocations are counted, never sampled). While
+/// the returned guard lives, nested allocations are not sampled.
+#[inline]
+pub(crate) fn take_sample(size: usize) -> Option<(sampler::Guard, u64)> {
+    let guard = sampler::Guard::enter()?;
+    let rate = sampler::take_sample(size)?;
+    Some((guard, rate))
+}
+
+/// Records the sample of the block at `ptr` of `size` bytes taken at `rate` (under the
+/// guard [`take_sample`] returned). `marker` is an address in the frame of the
+/// allocator's sampling hook: the frames at or below it are the sampler's, and left out
+/// of the stack.
 #[inline(never)]
-fn on_sample_due(ptr: *mut u8, size: usize) {
-    // Nested allocations (the sampler's own) are counted, never sampled.
-    let Some(_guard) = sampler::Guard::enter() else {
-        return;
-    };
-    if let Some(rate) = sampler::take_sample(size) {
-        let marker = 0u8;
-        // The marker's address lies in this frame: frames below it are the sampler's.
-        let frame = core::hint::black_box(core::ptr::addr_of!(marker)) as usize;
-        // The sample belongs to the current task; the sampler's own allocations (its
-        // tables) are charged to no task.
-        let task = task::set_current(0);
-        crate::sampler::record(ptr as usize, size, rate, frame, task);
-        task::set_current(task);
-    }
+pub(crate) fn record_sample(ptr: *mut u8, size: usize, rate: u64, marker: usize) {
+    // The sample belongs to the current task; the sampler's own allocations (its tables)
+    // are charged to no task.
+    let task = task::set_current(0);
+    crate::sampler::record(ptr as usize, size, rate, marker, task);
+    task::set_current(task);
 }
 
 /// Bookkeeping for freeing the block at `ptr` of `size` bytes aligned to `align`. Runs
 /// *before* the inner free: a sampled block's record must be gone before its address
-/// can be handed out (and sampled) again.
+/// can be handed out (and sampled) again. `true`: the block may be a placed sample, and
+/// the caller must free it through [`take_placed`].
 #[inline(always)]
-pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) {
-    if count_free(size, align) && sampler::maybe_sampled(ptr) {
-        on_maybe_sampled_free(ptr);
+pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) -> bool {
+    if counters::try_record_fast(Event::Free, size, align) || mode::is_off() {
+        return sampler::at_placed_offset(ptr);
     }
+    if counters::try_record_in_task(Event::Free, size, align) {
+        sampler::at_placed_offset(ptr)
+    } else {
+        on_free_slow(ptr, size, align)
+    }
+}
+
+/// Everything the fast path of [`on_free`] does not handle.
+#[cold]
+#[inline(never)]
+fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
+    if count_free_slow(size, align) && !sampler::placeable(size, align) {
+        forget_if_sampled(ptr);
+        return false;
+    }
+    sampler::at_placed_offset(ptr)
 }
 
 /// Counts a free of `size` bytes aligned to `align`; `false` if bookkeeping is off.
@@ -124,21 +143,45 @@ fn count_free_slow(size: usize, align: usize) -> bool {
     active
 }
 
+/// Removes the record of the block at `ptr`, of a request whose samples are not placed,
+/// if it was sampled.
 #[cold]
 #[inline(never)]
-fn on_maybe_sampled_free(ptr: *mut u8) {
-    // Under the guard, the table may be locked by this very thread, and nothing freed
-    // there was ever sampled (it was allocated under the guard too).
-    if let Some(_guard) = sampler::Guard::enter() {
+fn forget_if_sampled(ptr: *mut u8) {
+    if sampler::maybe_sampled(ptr) && !crate::spin::held_by_this_thread() {
         let _ = crate::sampler::take(ptr as usize);
     }
 }
 
-/// Before a `realloc` of `ptr`: takes its sample record out (the old block may be freed
-/// by the call), to be put back by [`on_realloc`] if the call fails.
+/// For a block at `ptr` of `size` bytes aligned to `align` that is about to be freed or
+/// reallocated, and lies at the placed-sample offset: takes its record out if it is a
+/// placed sample (then the caller frees the block it was placed in, see
+/// [`sampler::placed_layout`], or puts the record back with [`put_back`]); `None` if not.
+///
+/// Also when this thread is inside the sampler: the tables free only memory they
+/// allocated themselves, never a sampled block, and when they do, this thread may hold
+/// the very lock the lookup would take, so it is skipped then.
+#[cold]
+#[inline(never)]
+pub(crate) fn take_placed(ptr: *mut u8, size: usize, align: usize) -> Option<Taken> {
+    if !sampler::placeable(size, align)
+        || !sampler::maybe_sampled(ptr)
+        || crate::spin::held_by_this_thread()
+    {
+        return None;
+    }
+    // A record of another size is stale (a block freed unseen while bookkeeping was
+    // off): taken out all the same, and the block is not a placed sample.
+    crate::sampler::take(ptr as usize)
+        .filter(|taken| crate::sampler::is_placed(ptr as usize, taken.size()))
+}
+
+/// Before a `realloc` of `ptr` (not a placed sample) of `size` bytes aligned to `align`:
+/// takes its sample record out (the old block may be freed by the call), to be put back
+/// by [`on_realloc`] if the call fails.
 #[inline(always)]
-pub(crate) fn before_realloc(ptr: *mut u8) -> Option<Taken> {
-    if !mode::is_off() && sampler::maybe_sampled(ptr) {
+pub(crate) fn before_realloc(ptr: *mut u8, size: usize, align: usize) -> Option<Taken> {
+    if !sampler::placeable(size, align) && !mode::is_off() && sampler::maybe_sampled(ptr) {
         take_for_realloc(ptr)
     } else {
         None
@@ -148,13 +191,16 @@ pub(crate) fn before_realloc(ptr: *mut u8) -> Option<Taken> {
 #[cold]
 #[inline(never)]
 fn take_for_realloc(ptr: *mut u8) -> Option<Taken> {
-    let _guard = sampler::Guard::enter()?;
+    if crate::spin::held_by_this_thread() {
+        return None;
+    }
     crate::sampler::take(ptr as usize)
 }
 
 /// Bookkeeping for a `realloc` of `old_ptr` from `old_size` to `new_size` that returned
 /// `new_ptr`: a free plus an allocation when it succeeded; when it failed, a failure
-/// (and no free), with the old block's sample record, if any, put back.
+/// (and no free), with the old block's sample record, if any, put back. `true`: as for
+/// [`on_alloc`], the new block is due for `MemSentry::sample`.
 #[inline(always)]
 pub(crate) fn on_realloc(
     old_ptr: *mut u8,
@@ -163,22 +209,34 @@ pub(crate) fn on_realloc(
     old_size: usize,
     new_size: usize,
     align: usize,
-) {
+) -> bool {
     if new_ptr.is_null() {
         if let Some(taken) = taken {
             put_back(old_ptr, taken);
         }
-        on_alloc_slow(new_ptr, new_size, align);
-    } else if count_free(old_size, align) {
+        on_alloc_slow(new_ptr, new_size, align)
+    } else {
         // The old block's sample, if any, was taken out by `before_realloc`.
-        on_alloc(new_ptr, new_size, align);
+        count_free(old_size, align) && on_alloc(new_ptr, new_size, align)
     }
 }
 
+/// Counts the free half of moving a placed sample of `size` bytes aligned to `align` in
+/// a `realloc` (its allocation half goes through `alloc`).
 #[cold]
 #[inline(never)]
-fn put_back(ptr: *mut u8, taken: Taken) {
-    if let Some(_guard) = sampler::Guard::enter() {
-        crate::sampler::put_back(ptr as usize, taken);
-    }
+pub(crate) fn count_moved_free(size: usize, align: usize) {
+    let _ = count_free(size, align);
+}
+
+/// Puts back a record [`take_placed`] or [`before_realloc`] took out, for a `realloc`
+/// that failed.
+#[cold]
+#[inline(never)]
+pub(crate) fn put_back(ptr: *mut u8, taken: Taken) {
+    // Inserting allocates: not to be sampled. Already inside the sampler (a `realloc`
+    // from a profile's symbolization, say), the guard is held already; the record goes
+    // back either way, since a placed block must stay known until it is freed.
+    let _guard = sampler::Guard::enter();
+    crate::sampler::put_back(ptr as usize, taken);
 }

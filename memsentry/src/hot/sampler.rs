@@ -17,15 +17,32 @@
 //!
 //! # Frees
 //!
-//! A free must find out whether its block was sampled without touching the table. A
-//! global counting filter of [`FILTER_LEN`] slots, indexed by a hash of the address,
-//! counts the live samples of each slot (one byte, incremented when a sample is recorded
-//! and decremented when it is removed), and a bit set mirrors "count non-zero": a free
-//! whose bit is clear (one load, a bit test) was not sampled. The fast path reads only
-//! the 8 KiB bit set, not the counts, so the lines it keeps in the L1 cache are an eighth
-//! as many (BENCHMARKS.md: −0.47 L1 misses per alloc+free pair on the mix). Counts that
-//! reach 255 stay there ("sticky"): such frees always look in the table, which is
-//! correct, only slower.
+//! A free must find out whether its block was sampled without touching the table.
+//!
+//! **Placed samples.** A sampled block of a common request (at most [`PLACE_MAX`] bytes,
+//! aligned to at most [`PLACE_MAX_ALIGN`]: every request the counters' fast path counts)
+//! is moved, before `alloc` returns it, to [`PLACED_OFFSET`] bytes into a block of its
+//! own aligned to [`PLACED_ALIGN`] (`placed_layout`), as tcmalloc gives each sampled
+//! object a span of its own. A free of such a request then asks "possibly sampled?" of
+//! the address alone ([`at_placed_offset`]: a subtraction and a mask test, no load). Few
+//! unsampled blocks sit at that offset of a page: jemalloc's slabs start on page
+//! boundaries and hold objects at multiples of their size class, so only the classes that
+//! are odd multiples of 16 bytes put one object in 256 there (none of the other small
+//! classes, and no large block: jemalloc offsets those by multiples of 64). Those few
+//! frees look in the filter below, then in the table. The cost is memory: a placed sample
+//! occupies one 4 KiB block (8 KiB from 4,081 bytes up), about 0.8% of the memory of
+//! live small blocks at the default rate, and up to 256× at rate 1 (a test setting).
+//!
+//! **Everything else** (larger or over-aligned requests, and the few unsampled blocks at
+//! the placed offset) goes through a global counting filter of [`FILTER_LEN`] slots,
+//! indexed by a hash of the address, which counts the live samples of each slot (one
+//! byte, incremented when a sample is recorded and decremented when it is removed), and a
+//! bit set mirrors "count non-zero": a free whose bit is clear (one load, a bit test) was
+//! not sampled. Frees read only the 8 KiB bit set, not the counts, so the lines they keep
+//! in the L1 cache are an eighth as many. Counts that reach 255 stay there ("sticky"):
+//! such frees always look in the table, which is correct, only slower. (Before placed
+//! samples, every free read the bit set: 9 instructions and a load on the fast path,
+//! where the placed-offset test is 4 and none; BENCHMARKS.md.)
 //!
 //! The filter is cut into [`FILTER_SHARDS`] runs of whole bit-set words, one per shard
 //! of the sampler's live table, and each run's counts live in that shard
@@ -36,9 +53,10 @@
 //! # Re-entrancy
 //!
 //! Recording a sample allocates (the table, the stack interner). [`Guard`] marks the
-//! thread as busy while it does: nested allocations are counted but never sampled, and
-//! nested frees skip the table (blocks allocated under the guard are never sampled, and
-//! the table's locks may be held by this very thread).
+//! thread as busy while it does: nested allocations are counted but never sampled. A
+//! free that may be of a sampled block skips the table while its thread holds one of the
+//! table's locks (then it frees the table's own memory, never a sampled block, and the
+//! lookup could need that very lock): `spin::held_by_this_thread`.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +76,18 @@ pub(crate) const FILTER_SHARDS: usize = 64;
 /// Filter slots per run: whole words of the bit set, so no word spans two runs.
 const SHARD_SLOTS: usize = FILTER_LEN / FILTER_SHARDS;
 const _: () = assert!(SHARD_SLOTS.is_multiple_of(64));
+
+/// Largest request whose samples are placed (see the module docs): the largest the
+/// counters' fast path counts, so that passing that path implies placeable.
+pub(crate) const PLACE_MAX: usize = super::counters::EXACT_MAX;
+/// Largest alignment of a request whose samples are placed: [`PLACED_OFFSET`]'s.
+pub(crate) const PLACE_MAX_ALIGN: usize = 16;
+/// Alignment of the block that holds a placed sample.
+pub(crate) const PLACED_ALIGN: usize = 4096;
+/// Where a placed sample starts in its block: an offset at which few unsampled blocks
+/// sit (see the module docs), aligned to [`PLACE_MAX_ALIGN`].
+pub(crate) const PLACED_OFFSET: usize = 16;
+const _: () = assert!(PLACED_OFFSET.is_multiple_of(PLACE_MAX_ALIGN));
 
 /// Mean bytes between samples; 0 = off, 1 = every allocation.
 static RATE: AtomicU64 = AtomicU64::new(DEFAULT_RATE);
@@ -113,6 +143,26 @@ pub(crate) fn due(size: usize) -> bool {
             left < 0
         })
         .unwrap_or(false)
+}
+
+/// Whether samples of a request of `size` bytes aligned to `align` are placed.
+#[inline(always)]
+pub(crate) fn placeable(size: usize, align: usize) -> bool {
+    size <= PLACE_MAX && align <= PLACE_MAX_ALIGN
+}
+
+/// Whether `ptr` lies where placed samples do, [`PLACED_OFFSET`] bytes into a page: for a
+/// placeable request, "possibly sampled?" (if not, certainly not). No load.
+#[inline(always)]
+pub(crate) fn at_placed_offset(ptr: *mut u8) -> bool {
+    (ptr as usize).wrapping_sub(PLACED_OFFSET) & (PLACED_ALIGN - 1) == 0
+}
+
+/// The layout of the block that holds a placed sample of `size` bytes
+/// (`size <= PLACE_MAX`, so it is always valid).
+#[inline]
+pub(crate) fn placed_layout(size: usize) -> Option<core::alloc::Layout> {
+    core::alloc::Layout::from_size_align(size + PLACED_OFFSET, PLACED_ALIGN).ok()
 }
 
 /// The filter slot of `address`: bits 4..20, one slot per 16-byte granule of a 1 MiB

@@ -90,7 +90,7 @@ fn resolve_one(address: usize, functions: &mut HashMap<Function, Arc<Function>>)
 const SHIM: &str = "::_::__rust_";
 
 /// Names of the allocator's machinery, by prefix.
-const ALLOCATOR_PREFIXES: [&str; 13] = [
+const ALLOCATOR_PREFIXES: [&str; 14] = [
     "__rust_alloc",
     "__rust_dealloc",
     "__rust_realloc",
@@ -103,6 +103,7 @@ const ALLOCATOR_PREFIXES: [&str; 13] = [
     "memsentry::sampler::",
     "memsentry::unwind::",
     "<memsentry::alloc::MemSentry",
+    "memsentry::alloc::",
     "backtrace::",
 ];
 
@@ -524,6 +525,9 @@ mod tests {
         assert!(by_name("alloc::alloc::exchange_malloc"));
         assert!(by_name(
             "<memsentry::alloc::MemSentry<A> as core::alloc::global::GlobalAlloc>::alloc"
+        ));
+        assert!(by_name(
+            "memsentry::alloc::MemSentry<A>::realloc_at_placed_offset"
         ));
         assert!(!by_name("alloc::raw_vec::RawVec<T,A>::grow_one"));
         assert!(!by_name("demo::leak"));
