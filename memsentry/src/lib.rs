@@ -51,12 +51,14 @@
 //!
 //! # Hot-path guarantees
 //!
-//! The allocator's common path (counting, the sampling countdown, the free-side filter)
-//! never allocates, never takes a lock and never panics; thread-locals on that path are
-//! `const`-initialised and have no destructor. A sampled allocation, or a free that may
-//! be of a sampled block, takes a slower path under a thread-local guard: it allocates
-//! and takes the sample table's shard locks, but nested allocations are never sampled and
-//! no lock is held while waiting for anything else. Its stack walk follows frame pointers
+//! The allocator's common path (counting, the sampling countdown, the free side's
+//! "possibly sampled?" test) never allocates, never takes a lock and never panics;
+//! thread-locals on that path are `const`-initialised and have no destructor. A sampled
+//! allocation takes a slower path under a thread-local guard: it allocates (a small
+//! sampled block is moved to a page-aligned block of its own, see [`MemSentry`]) and takes
+//! the sample table's shard locks, but nested allocations are never sampled and no lock
+//! is held while waiting for anything else. A free that may be of a sampled block takes
+//! one shard lock and allocates nothing. Its stack walk follows frame pointers
 //! when the program keeps them (reading only its own thread's stack mapping, found once
 //! per thread in `/proc/self/maps` with plain `read`s), DWARF call-frame information
 //! otherwise ([`profile::unwinder`]). The overhead over raw jemalloc is measured in
@@ -127,8 +129,10 @@ pub use memsentry_macros::tracked;
 /// While off, allocations and frees are forwarded to the inner allocator and neither
 /// counted nor sampled. Counters keep their values; live figures become approximate if
 /// blocks allocated while off are freed while on (they are counted as frees only).
-/// Turning off forgets the live samples (a later profile's in-use figures start again
-/// from zero); cumulative allocation samples stay.
+/// Turning off forgets the live samples of blocks larger than 4 KiB or aligned to more
+/// than 16 (their frees go unseen while off, so a later profile's in-use figures for them
+/// start again from zero); samples of smaller blocks stay, since their frees are seen
+/// even while off (see [`MemSentry`]). Cumulative allocation samples stay.
 ///
 /// ```rust,standalone_crate
 /// # #[global_allocator]
@@ -146,7 +150,8 @@ pub use memsentry_macros::tracked;
 pub fn set_enabled(enabled: bool) {
     hot::mode::set_active(enabled);
     if !enabled {
-        // Frees are no longer seen: live sample records would go stale.
+        // Frees are no longer seen (placed samples' excepted): the other live sample
+        // records would go stale.
         sampler::forget_live();
     }
 }

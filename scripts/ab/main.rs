@@ -1,0 +1,106 @@
+//! A/B timing of two versions of memsentry linked into one binary (built by
+//! `scripts/ab.sh`): `memsentry_old` (a git revision) and `memsentry` (the working tree),
+//! each on the benchmark mix at R = 0, at the default rate and switched off, against raw
+//! jemalloc.
+//!
+//! Two binaries place the same jemalloc code differently, and their raw jemalloc loops
+//! have been seen to differ by up to 50% in the same minutes (BENCHMARKS.md, "Placed
+//! samples"): a ratio to a slower denominator flatters whatever it divides. Here every
+//! variant runs in the same process, once per round in a fresh random order, and each is
+//! divided by the same round's jemalloc.
+//!
+//! ```text
+//! ab [ROUNDS] [THREADS]     (defaults: 61 rounds, 1 thread)
+//! ```
+
+use std::time::Duration;
+
+use memsentry_benches::{positive_arg, quartiles, timed};
+use tikv_jemallocator::Jemalloc;
+
+/// Iterations of 1,000 operations per timed run, as in `paired`.
+const ITERS: u64 = 100;
+const DEFAULT_RATE: u64 = 512 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+enum Variant {
+    Jemalloc,
+    OldR0,
+    NewR0,
+    OldDefault,
+    NewDefault,
+    OldOff,
+    NewOff,
+}
+
+const VARIANTS: [Variant; 7] = [
+    Variant::Jemalloc,
+    Variant::OldR0,
+    Variant::NewR0,
+    Variant::OldDefault,
+    Variant::NewDefault,
+    Variant::OldOff,
+    Variant::NewOff,
+];
+
+impl Variant {
+    fn run(self, threads: usize) -> Duration {
+        let rate = match self {
+            Variant::OldR0 | Variant::NewR0 => 0,
+            _ => DEFAULT_RATE,
+        };
+        let on = !matches!(self, Variant::OldOff | Variant::NewOff);
+        match self {
+            Variant::Jemalloc => timed(&Jemalloc, threads, ITERS),
+            Variant::OldR0 | Variant::OldDefault | Variant::OldOff => {
+                memsentry_old::profile::set_sample_rate(rate);
+                memsentry_old::set_enabled(on);
+                timed(&memsentry_old::MemSentry::new(), threads, ITERS)
+            }
+            Variant::NewR0 | Variant::NewDefault | Variant::NewOff => {
+                memsentry::profile::set_sample_rate(rate);
+                memsentry::set_enabled(on);
+                timed(&memsentry::MemSentry::new(), threads, ITERS)
+            }
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let usage = "ab [ROUNDS>0] [THREADS>0]";
+    let rounds = match positive_arg(1, 61, usage) {
+        Ok(rounds) => rounds,
+        Err(code) => return code,
+    };
+    let threads = match positive_arg(2, 1, usage) {
+        Ok(threads) => threads,
+        Err(code) => return code,
+    };
+    let mut ratios = vec![Vec::new(); VARIANTS.len()];
+    let mut jemalloc_ns = Vec::new();
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    for _ in 0..rounds {
+        let mut order: Vec<usize> = (0..VARIANTS.len()).collect();
+        for i in (1..order.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            order.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let mut times = [0.0; VARIANTS.len()];
+        for i in order {
+            times[i] = VARIANTS[i].run(threads).as_secs_f64();
+        }
+        jemalloc_ns.push(times[0] * 1e9 / (ITERS as f64 * memsentry_benches::OPS as f64));
+        for (i, time) in times.iter().enumerate() {
+            ratios[i].push(time / times[0]);
+        }
+    }
+    let (_, median, _) = quartiles(&mut jemalloc_ns);
+    println!("{threads} thread(s), {rounds} rounds: jemalloc {median:.1} ns/op");
+    for (variant, ratios) in VARIANTS.iter().zip(&mut ratios).skip(1) {
+        let (low, median, high) = quartiles(ratios);
+        println!("  {variant:<12?} median ratio {median:.3}x (IQR {low:.3}-{high:.3})");
+    }
+    std::process::ExitCode::SUCCESS
+}
