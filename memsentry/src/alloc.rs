@@ -154,10 +154,8 @@ impl<A: GlobalAlloc> MemSentry<A> {
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_at_placed_offset(&self, ptr: *mut u8, layout: Layout) {
-        let holder = match hot::take_placed(ptr, layout.size(), layout.align()) {
-            Some(_) => placed_layout(layout.size()),
-            None => None,
-        };
+        let holder = hot::take_placed(ptr, layout.size(), layout.align())
+            .and_then(|_| placed_layout(layout.size()));
         // SAFETY: a placed sample's block starts PLACED_OFFSET bytes before it and was
         // allocated by `inner` with `holder`; any other block was allocated with `layout`.
         unsafe {

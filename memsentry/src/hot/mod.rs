@@ -113,7 +113,9 @@ pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) -> bool {
 #[inline(never)]
 fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
     if count_free_slow(size, align) && !sampler::placeable(size, align) {
-        forget_if_sampled(ptr);
+        if sampler::maybe_sampled(ptr) {
+            let _ = take_unless_locked(ptr);
+        }
         return false;
     }
     sampler::at_placed_offset(ptr)
@@ -143,37 +145,20 @@ fn count_free_slow(size: usize, align: usize) -> bool {
     active
 }
 
-/// Removes the record of the block at `ptr`, of a request whose samples are not placed,
-/// if it was sampled.
-#[cold]
-#[inline(never)]
-fn forget_if_sampled(ptr: *mut u8) {
-    if sampler::maybe_sampled(ptr) && !crate::spin::held_by_this_thread() {
-        let _ = crate::sampler::take(ptr as usize);
-    }
-}
-
 /// For a block at `ptr` of `size` bytes aligned to `align` that is about to be freed or
 /// reallocated, and lies at the placed-sample offset: takes its record out if it is a
 /// placed sample (then the caller frees the block it was placed in, see
-/// [`sampler::placed_layout`], or puts the record back with [`put_back`]); `None` if not.
-///
-/// Also when this thread is inside the sampler: the tables free only memory they
-/// allocated themselves, never a sampled block, and when they do, this thread may hold
-/// the very lock the lookup would take, so it is skipped then.
+/// [`sampler::placed_layout`], or puts the record back with [`put_back`]); `None` if not
+/// (and, without looking, while this thread holds a table lock: [`take_unless_locked`]).
 #[cold]
 #[inline(never)]
 pub(crate) fn take_placed(ptr: *mut u8, size: usize, align: usize) -> Option<Taken> {
-    if !sampler::placeable(size, align)
-        || !sampler::maybe_sampled(ptr)
-        || crate::spin::held_by_this_thread()
-    {
+    if !sampler::placeable(size, align) || !sampler::maybe_sampled(ptr) {
         return None;
     }
     // A record of another size is stale (a block freed unseen while bookkeeping was
     // off): taken out all the same, and the block is not a placed sample.
-    crate::sampler::take(ptr as usize)
-        .filter(|taken| crate::sampler::is_placed(ptr as usize, taken.size()))
+    take_unless_locked(ptr).filter(|taken| crate::sampler::is_placed(ptr as usize, taken.size()))
 }
 
 /// Before a `realloc` of `ptr` (not a placed sample) of `size` bytes aligned to `align`:
@@ -182,15 +167,19 @@ pub(crate) fn take_placed(ptr: *mut u8, size: usize, align: usize) -> Option<Tak
 #[inline(always)]
 pub(crate) fn before_realloc(ptr: *mut u8, size: usize, align: usize) -> Option<Taken> {
     if !sampler::placeable(size, align) && !mode::is_off() && sampler::maybe_sampled(ptr) {
-        take_for_realloc(ptr)
+        take_unless_locked(ptr)
     } else {
         None
     }
 }
 
+/// Takes the record of the block at `ptr` out of the live table, if there is one; `None`
+/// without looking while this thread holds one of the table's locks (the tables free only
+/// their own memory then, never a sampled block, and the lookup could need that very
+/// lock). Allocates nothing.
 #[cold]
 #[inline(never)]
-fn take_for_realloc(ptr: *mut u8) -> Option<Taken> {
+fn take_unless_locked(ptr: *mut u8) -> Option<Taken> {
     if crate::spin::held_by_this_thread() {
         return None;
     }
