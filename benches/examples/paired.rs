@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use memsentry::MemSentry;
-use memsentry_benches::{OPS, quartiles, timed};
+use memsentry_benches::{OPS, interleaved, quartiles, ratios_to_first, timed};
 use tikv_jemallocator::Jemalloc;
 
 /// Criterion-style iterations per timed run: 100 × 1,000 operations.
@@ -79,30 +79,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
     for threads in thread_counts {
+        let times = interleaved(&VARIANTS, rounds, |variant| variant.run(threads));
         // ratios[v][round] = time(v) / time(jemalloc) within one round.
-        let mut ratios = vec![Vec::with_capacity(rounds); VARIANTS.len()];
-        let mut base_ns = Vec::with_capacity(rounds);
-        for _ in 0..rounds {
-            let mut order = VARIANTS;
-            // Fisher–Yates with xorshift: a fresh order every round.
-            for i in (1..order.len()).rev() {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                order.swap(i, usize::try_from(rng % (i as u64 + 1)).unwrap());
-            }
-            let mut times = [Duration::ZERO; VARIANTS.len()];
-            for variant in order {
-                times[variant as usize] = variant.run(threads);
-            }
-            let base = times[Variant::Jemalloc as usize].as_secs_f64();
-            base_ns.push(base * 1e9 / (ITERS as f64 * OPS as f64));
-            for (v, t) in times.iter().enumerate() {
-                ratios[v].push(t.as_secs_f64() / base);
-            }
-        }
+        let mut ratios = ratios_to_first(&times);
+        let mut base_ns: Vec<f64> = times[Variant::Jemalloc as usize]
+            .iter()
+            .map(|base| base.as_secs_f64() * 1e9 / (ITERS as f64 * OPS as f64))
+            .collect();
         memsentry::set_enabled(true);
         memsentry::profile::set_sample_rate(memsentry::profile::DEFAULT_RATE);
         let (lo, med, hi) = quartiles(&mut base_ns);

@@ -152,3 +152,44 @@ pub fn quartiles(values: &mut [f64]) -> (f64, f64, f64) {
     let at = |q: usize| values[(values.len() - 1) * q / 4];
     (at(1), at(2), at(3))
 }
+
+/// Times each of `variants` once per round, `rounds` times, in a fresh random order every
+/// round (Fisher–Yates with xorshift): `times[v][round]`. On a machine whose speed drifts
+/// within a minute, ratios taken *within* a round (see [`ratios_to_first`]) cancel the
+/// drift that timing one variant after another would put between them.
+pub fn interleaved<V: Copy>(
+    variants: &[V],
+    rounds: usize,
+    mut run: impl FnMut(V) -> Duration,
+) -> Vec<Vec<Duration>> {
+    let mut times = vec![Vec::with_capacity(rounds); variants.len()];
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut order: Vec<usize> = (0..variants.len()).collect();
+    for _ in 0..rounds {
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, usize::try_from(rng % (i as u64 + 1)).unwrap());
+        }
+        for &v in &order {
+            times[v].push(run(variants[v]));
+        }
+    }
+    times
+}
+
+/// Each round's time of every variant divided by the same round's time of the first
+/// (the baseline), from [`interleaved`]'s `times[v][round]`.
+pub fn ratios_to_first(times: &[Vec<Duration>]) -> Vec<Vec<f64>> {
+    times
+        .iter()
+        .map(|variant| {
+            variant
+                .iter()
+                .zip(&times[0])
+                .map(|(t, base)| t.as_secs_f64() / base.as_secs_f64())
+                .collect()
+        })
+        .collect()
+}

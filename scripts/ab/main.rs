@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use memsentry_benches::{positive_arg, quartiles, timed};
+use memsentry_benches::{OPS, interleaved, positive_arg, quartiles, ratios_to_first, timed};
 use tikv_jemallocator::Jemalloc;
 
 /// Iterations of 1,000 operations per timed run, as in `paired`.
@@ -76,26 +76,12 @@ fn main() -> std::process::ExitCode {
         Ok(threads) => threads,
         Err(code) => return code,
     };
-    let mut ratios = vec![Vec::new(); VARIANTS.len()];
-    let mut jemalloc_ns = Vec::new();
-    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-    for _ in 0..rounds {
-        let mut order: Vec<usize> = (0..VARIANTS.len()).collect();
-        for i in (1..order.len()).rev() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            order.swap(i, (state % (i as u64 + 1)) as usize);
-        }
-        let mut times = [0.0; VARIANTS.len()];
-        for i in order {
-            times[i] = VARIANTS[i].run(threads).as_secs_f64();
-        }
-        jemalloc_ns.push(times[0] * 1e9 / (ITERS as f64 * memsentry_benches::OPS as f64));
-        for (i, time) in times.iter().enumerate() {
-            ratios[i].push(time / times[0]);
-        }
-    }
+    let times = interleaved(&VARIANTS, rounds, |variant| variant.run(threads));
+    let mut ratios = ratios_to_first(&times);
+    let mut jemalloc_ns: Vec<f64> = times[0]
+        .iter()
+        .map(|time| time.as_secs_f64() * 1e9 / (ITERS as f64 * OPS as f64))
+        .collect();
     let (_, median, _) = quartiles(&mut jemalloc_ns);
     println!("{threads} thread(s), {rounds} rounds: jemalloc {median:.1} ns/op");
     for (variant, ratios) in VARIANTS.iter().zip(&mut ratios).skip(1) {
