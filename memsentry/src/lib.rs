@@ -61,7 +61,9 @@
 //! one shard lock and allocates nothing. Its stack walk follows frame pointers
 //! when the program keeps them (reading only its own thread's stack mapping, found once
 //! per thread in `/proc/self/maps` with plain `read`s), DWARF call-frame information
-//! otherwise ([`profile::unwinder`]). The overhead over raw jemalloc is measured in
+//! otherwise ([`profile::unwinder`]). `pthread_atfork` handlers hold the sample table's
+//! locks across a `fork`, so the child of a multi-threaded process can allocate and free
+//! (as with jemalloc alone). The overhead over raw jemalloc is measured in
 //! `BENCHMARKS.md`.
 //!
 //! # Limitations
@@ -82,6 +84,8 @@
 mod alloc;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod config;
+#[deny(clippy::disallowed_types, clippy::disallowed_macros)]
+mod fork;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod hot;
 pub mod http;

@@ -51,6 +51,30 @@ impl<T> SpinLock<T> {
 
     /// Takes the lock, spinning (and now and then yielding) while another thread holds it.
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        self.acquire();
+        let _ = HELD.try_with(|held| held.set(held.get().wrapping_add(1)));
+        SpinGuard { lock: self }
+    }
+
+    /// Takes the lock for a `fork` (`crate::fork`): as [`lock`](Self::lock), but without a
+    /// guard and without counting it in [`held_by_this_thread`]: it stays taken until
+    /// [`unlock_after_fork`](Self::unlock_after_fork), in the parent and in the child.
+    pub(crate) fn lock_for_fork(&self) {
+        self.acquire();
+    }
+
+    /// Releases a lock taken by [`lock_for_fork`](Self::lock_for_fork).
+    ///
+    /// # Safety
+    ///
+    /// This thread took the lock with `lock_for_fork` (in a forked child: the thread that
+    /// called `fork` took it before the call), and has not released it since.
+    pub(crate) unsafe fn unlock_after_fork(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    #[inline(always)]
+    fn acquire(&self) {
         let mut tries = 0u32;
         while self
             .locked
@@ -68,8 +92,6 @@ impl<T> SpinLock<T> {
                 }
             }
         }
-        let _ = HELD.try_with(|held| held.set(held.get().wrapping_add(1)));
-        SpinGuard { lock: self }
     }
 }
 

@@ -284,6 +284,9 @@ fn claim() -> Target {
         let _ = SLOT.try_with(|slot| slot.set(SHARED));
         return Target::Shared(fallback_shard());
     }
+    // The process's first claim follows its first allocation, so the inner allocator
+    // has registered its own `fork` handlers: ours must come after them (`crate::fork`).
+    crate::fork::register_handlers();
     // SeqCst, before the gate is set: see `sync_gate`.
     HIGH_WATER.fetch_max(index + 1, Ordering::SeqCst);
     sync_gate(&SLOTS[index]);
@@ -548,6 +551,18 @@ pub(crate) fn fast_path_open() -> bool {
     OWNED_SLOT
         .try_with(|shard| shard.get().gate.load(Ordering::Relaxed) != 0)
         .unwrap_or(false)
+}
+
+/// In the child of a `fork`: gives back the slots of the parent's other threads, which
+/// do not exist in the child (`fork` copies the calling thread only), so that the child's
+/// threads can claim them. Their counts stay, as a thread's do when it exits.
+pub(crate) fn release_slots_of_other_threads() {
+    let own = SLOT.try_with(Cell::get).unwrap_or(SHARED);
+    for (index, owned) in OWNED.iter().enumerate() {
+        if index != own {
+            owned.store(false, Ordering::Release);
+        }
+    }
 }
 
 /// Slots currently owned by live threads (for diagnostics and tests).
