@@ -2,7 +2,7 @@
 # A/B timing of the working tree's memsentry against a git revision's, both linked into
 # one binary (see scripts/ab/main.rs for why one binary). Not part of the test suite.
 #
-#   scripts/ab.sh [REV] [ROUNDS] [THREADS]      (defaults: HEAD, 61, 1)
+#   scripts/ab.sh [REV] [ROUNDS] [THREADS] [SIZE]   (defaults: HEAD, 61, 1, the mix's sizes)
 #
 # Builds in a scratch directory: REV's memsentry and memsentry-macros, renamed
 # memsentry_old and memsentry-macros-old, beside this tree's memsentry and benches.
@@ -12,6 +12,7 @@ repo=$PWD
 rev=${1:-HEAD}
 rounds=${2:-61}
 threads=${3:-1}
+size=${4:-}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -64,4 +65,4 @@ PY
 
 (cd "$work" && cargo build --quiet --release -p ab)
 echo "old: $(git rev-parse --short "$rev"); new: the working tree"
-"$work/target/release/ab" "$rounds" "$threads"
+"$work/target/release/ab" "$rounds" "$threads" $size

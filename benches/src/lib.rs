@@ -50,7 +50,15 @@ pub struct Ring {
 impl Ring {
     /// A ring of [`LIVE`] blocks allocated by `allocator`, sizes from a table seeded by `seed`.
     pub fn new<A: GlobalAlloc>(allocator: &A, seed: u64) -> Self {
-        let sizes = size_table(seed);
+        Self::with_sizes(allocator, size_table(seed))
+    }
+
+    /// A ring whose blocks all have `size` bytes: the cost of one request size.
+    pub fn of_size<A: GlobalAlloc>(allocator: &A, size: usize) -> Self {
+        Self::with_sizes(allocator, vec![size; SIZES])
+    }
+
+    fn with_sizes<A: GlobalAlloc>(allocator: &A, sizes: Vec<usize>) -> Self {
         let mut ring = Ring {
             blocks: Vec::with_capacity(LIVE),
             sizes,
@@ -97,6 +105,16 @@ impl Ring {
 /// Time for `iters` × [`OPS`] operations on each of `threads` threads run at once: the
 /// slowest thread's time.
 pub fn timed<A: GlobalAlloc + Sync>(allocator: &A, threads: usize, iters: u64) -> Duration {
+    timed_with(allocator, threads, iters, None)
+}
+
+/// [`timed`], with every request of `size` bytes instead of the mix's sizes if given.
+pub fn timed_with<A: GlobalAlloc + Sync>(
+    allocator: &A,
+    threads: usize,
+    iters: u64,
+    size: Option<usize>,
+) -> Duration {
     let ops = usize::try_from(iters).unwrap() * OPS;
     let start = Barrier::new(threads);
     std::thread::scope(|scope| {
@@ -104,7 +122,10 @@ pub fn timed<A: GlobalAlloc + Sync>(allocator: &A, threads: usize, iters: u64) -
             .map(|t| {
                 let start = &start;
                 scope.spawn(move || {
-                    let mut ring = Ring::new(allocator, 0x1234_5678 + t as u64);
+                    let mut ring = match size {
+                        Some(size) => Ring::of_size(allocator, size),
+                        None => Ring::new(allocator, 0x1234_5678 + t as u64),
+                    };
                     ring.run(allocator, OPS); // warm the thread's caches and slot
                     start.wait();
                     let began = Instant::now();

@@ -1,7 +1,7 @@
 //! A/B timing of two versions of memsentry linked into one binary (built by
 //! `scripts/ab.sh`): `memsentry_old` (a git revision) and `memsentry` (the working tree),
-//! each on the benchmark mix at R = 0, at the default rate and switched off, against raw
-//! jemalloc.
+//! each on the benchmark mix (or on requests of one size) at R = 0, at the default rate
+//! and switched off, against raw jemalloc.
 //!
 //! Two binaries place the same jemalloc code differently, and their raw jemalloc loops
 //! have been seen to differ by up to 50% in the same minutes (BENCHMARKS.md, "Placed
@@ -10,12 +10,14 @@
 //! divided by the same round's jemalloc.
 //!
 //! ```text
-//! ab [ROUNDS] [THREADS]     (defaults: 61 rounds, 1 thread)
+//! ab [ROUNDS] [THREADS] [SIZE]     (defaults: 61 rounds, 1 thread, the mix's sizes)
 //! ```
 
 use std::time::Duration;
 
-use memsentry_benches::{OPS, interleaved, positive_arg, quartiles, ratios_to_first, timed};
+use memsentry_benches::{
+    OPS, interleaved, positive_arg, quartiles, ratios_to_first, timed_with,
+};
 use tikv_jemallocator::Jemalloc;
 
 /// Iterations of 1,000 operations per timed run, as in `paired`.
@@ -44,30 +46,30 @@ const VARIANTS: [Variant; 7] = [
 ];
 
 impl Variant {
-    fn run(self, threads: usize) -> Duration {
+    fn run(self, threads: usize, size: Option<usize>) -> Duration {
         let rate = match self {
             Variant::OldR0 | Variant::NewR0 => 0,
             _ => DEFAULT_RATE,
         };
         let on = !matches!(self, Variant::OldOff | Variant::NewOff);
         match self {
-            Variant::Jemalloc => timed(&Jemalloc, threads, ITERS),
+            Variant::Jemalloc => timed_with(&Jemalloc, threads, ITERS, size),
             Variant::OldR0 | Variant::OldDefault | Variant::OldOff => {
                 memsentry_old::profile::set_sample_rate(rate);
                 memsentry_old::set_enabled(on);
-                timed(&memsentry_old::MemSentry::new(), threads, ITERS)
+                timed_with(&memsentry_old::MemSentry::new(), threads, ITERS, size)
             }
             Variant::NewR0 | Variant::NewDefault | Variant::NewOff => {
                 memsentry::profile::set_sample_rate(rate);
                 memsentry::set_enabled(on);
-                timed(&memsentry::MemSentry::new(), threads, ITERS)
+                timed_with(&memsentry::MemSentry::new(), threads, ITERS, size)
             }
         }
     }
 }
 
 fn main() -> std::process::ExitCode {
-    let usage = "ab [ROUNDS>0] [THREADS>0]";
+    let usage = "ab [ROUNDS>0] [THREADS>0] [SIZE>0]";
     let rounds = match positive_arg(1, 61, usage) {
         Ok(rounds) => rounds,
         Err(code) => return code,
@@ -76,14 +78,21 @@ fn main() -> std::process::ExitCode {
         Ok(threads) => threads,
         Err(code) => return code,
     };
-    let times = interleaved(&VARIANTS, rounds, |variant| variant.run(threads));
+    // 0: the mix's sizes.
+    let size = match positive_arg(3, 0, usage) {
+        Ok(0) => None,
+        Ok(size) => Some(size),
+        Err(code) => return code,
+    };
+    let times = interleaved(&VARIANTS, rounds, |variant| variant.run(threads, size));
     let mut ratios = ratios_to_first(&times);
     let mut jemalloc_ns: Vec<f64> = times[0]
         .iter()
         .map(|time| time.as_secs_f64() * 1e9 / (ITERS as f64 * OPS as f64))
         .collect();
     let (_, median, _) = quartiles(&mut jemalloc_ns);
-    println!("{threads} thread(s), {rounds} rounds: jemalloc {median:.1} ns/op");
+    let sizes = size.map_or("the mix".to_owned(), |size| format!("{size}-byte requests"));
+    println!("{threads} thread(s), {rounds} rounds, {sizes}: jemalloc {median:.1} ns/op");
     for (variant, ratios) in VARIANTS.iter().zip(&mut ratios).skip(1) {
         let (low, median, high) = quartiles(ratios);
         println!("  {variant:<12?} median ratio {median:.3}x (IQR {low:.3}-{high:.3})");
