@@ -18,6 +18,9 @@
 //!   sizes it allocates.
 //! - **Per size class**, for every other request (larger, over-aligned, or counted in a
 //!   shared shard): allocations, requested bytes allocated, frees, requested bytes freed.
+//!   Larger requests with an alignment of at most 8, from a thread whose gate is open,
+//!   take a second tier ([`try_record_by_class`], called out of line): the class is
+//!   arithmetic on the size, and the cells are the owned slot's, with no other lookup.
 //!
 //! Slots are **never reset**. When a thread exits, a thread-local destructor gives its
 //! slot back, and the next thread to claim it keeps adding to the same monotonic totals.
@@ -434,28 +437,45 @@ pub(crate) fn publish_gates(on: bool) {
 
 #[inline(always)]
 fn bump(event: Event, class: usize, size: usize) {
-    // `usize` is at most 64 bits on every supported target: lossless.
-    let bytes = size as u64;
-    // Large blocks are whole pages: also record how far above the request.
-    let slack = || large_usable(size).saturating_sub(size) as u64;
     match target() {
-        Target::Owned(shard) => {
-            let (count, total) = shard.cell(class).pair(event);
-            add_owned(count, 1);
-            add_owned(total, bytes);
-            if class >= LARGE_MIN_INDEX {
-                add_owned(shard.slack(class).get(event), slack());
-            }
-        }
-        Target::Shared(shard) => {
-            let (count, total) = shard.cell(class).pair(event);
-            add_shared(count, 1);
-            add_shared(total, bytes);
-            if class >= LARGE_MIN_INDEX {
-                add_shared(shard.slack(class).get(event), slack());
-            }
-        }
+        Target::Owned(shard) => add_to_class(shard, event, class, size, add_owned),
+        Target::Shared(shard) => add_to_class(shard, event, class, size, add_shared),
     }
+}
+
+/// Counts one event of `size` bytes in `shard`'s cells of `class`, with `add`.
+#[inline(always)]
+fn add_to_class(shard: &Shard, event: Event, class: usize, size: usize, add: fn(&AtomicU64, u64)) {
+    let (count, total) = shard.cell(class).pair(event);
+    add(count, 1);
+    // `usize` is at most 64 bits on every supported target: lossless.
+    add(total, size as u64);
+    if class >= LARGE_MIN_INDEX {
+        // Large blocks are whole pages: also record how far above the request.
+        add(
+            shard.slack(class).get(event),
+            large_usable(size).saturating_sub(size) as u64,
+        );
+    }
+}
+
+/// The second tier of the fast path, for the callers' out-of-line paths: counts a
+/// request of more than [`EXACT_MAX`] bytes aligned to at most 8 in its class's cells of
+/// the slot this thread owns, when its gate is open (as [`try_record_fast`]), and returns
+/// `true`; `false`, counting nothing, for anything else. The class is arithmetic on the
+/// size (the alignment cannot move it), so this skips the general path's slot lookup
+/// (`target`) and class lookup (`size_class::index_of`): ~25 instead of ~100
+/// instructions a call.
+#[inline(always)]
+pub(crate) fn try_record_by_class(event: Event, size: usize, align: usize) -> bool {
+    // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
+    OWNED_SLOT.try_with(Cell::get).is_ok_and(|shard| {
+        if shard.gate.load(Ordering::Relaxed) == 0 || size <= EXACT_MAX || align > 8 {
+            return false;
+        }
+        add_to_class(shard, event, index_of_size(size), size, add_owned);
+        true
+    })
 }
 
 /// Count one successful allocation of `size` requested bytes in `class`.

@@ -22,7 +22,9 @@ use crate::sampler::Taken;
 // fails the gate loads the switch once: off, only the placed-sample test (a placed
 // block must be freed as one, whatever the switch says); otherwise the task branch
 // (`counters::try_record_in_task`), which also charges the task, or the out-of-line slow
-// path. With no task current, task attribution costs the fast path nothing.
+// path. With no task current, task attribution costs the fast path nothing. The slow
+// path first tries the second tier, for requests over 4 KiB from a thread whose gate is
+// open (`counters::try_record_by_class`: the class's cells in the same slot).
 //
 // Sampling needs the inner allocator (a sample of a placeable request is moved to a
 // block of its own), so the entry points only say when to sample or to look further,
@@ -50,6 +52,9 @@ pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
+    if !ptr.is_null() && counters::try_record_by_class(Event::Alloc, size, align) {
+        return sampler::due(size);
+    }
     if !mode::active() {
         return false;
     }
@@ -112,6 +117,13 @@ pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
+    // Counted by class: a request over `EXACT_MAX` (= `PLACE_MAX`), never placed.
+    if counters::try_record_by_class(Event::Free, size, align) {
+        if sampler::maybe_sampled(ptr) {
+            let _ = take_unless_locked(ptr);
+        }
+        return false;
+    }
     if count_free_slow(size, align) && !sampler::placeable(size, align) {
         if sampler::maybe_sampled(ptr) {
             let _ = take_unless_locked(ptr);
@@ -134,6 +146,9 @@ fn count_free(size: usize, align: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn count_free_slow(size: usize, align: usize) -> bool {
+    if counters::try_record_by_class(Event::Free, size, align) {
+        return true;
+    }
     let active = mode::active();
     if active
         && !counters::try_record_fast(Event::Free, size, align)
