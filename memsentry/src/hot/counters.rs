@@ -63,7 +63,9 @@
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use super::size_class::{LARGE_MIN_INDEX, NUM_CLASSES, index_of_size, large_usable, size_of_index};
+use super::size_class::{
+    LARGE_MIN_INDEX, NUM_CLASSES, index_of_above_lookup, index_of_size, large_usable, size_of_index,
+};
 
 /// Number of large buckets, which also count their blocks' page-rounding slack.
 const NUM_LARGE: usize = NUM_CLASSES - LARGE_MIN_INDEX;
@@ -473,7 +475,7 @@ pub(crate) fn try_record_by_class(event: Event, size: usize, align: usize) -> bo
         if shard.gate.load(Ordering::Relaxed) == 0 || size <= EXACT_MAX || align > 8 {
             return false;
         }
-        add_to_class(shard, event, index_of_size(size), size, add_owned);
+        add_to_class(shard, event, index_of_above_lookup(size), size, add_owned);
         true
     })
 }

@@ -122,6 +122,36 @@ static LOOKUP: [u8; (LOOKUP_MAX >> 3) + 1] = {
     table
 };
 
+/// Largest size [`MEDIUM`] covers.
+const MEDIUM_MAX: usize = 64 << 10;
+
+/// Class index of every size in `LOOKUP_MAX + 1..=MEDIUM_MAX`, in steps of 1 KiB (the
+/// classes there are multiples of 1 KiB: 5, 6, 7, 8, 10, 12, 14, 16, 20, … 64 KiB):
+/// `MEDIUM[(size - 1) >> 10]`. Entries below 4 are never read.
+static MEDIUM: [u8; MEDIUM_MAX >> 10] = {
+    let mut table = [0u8; MEDIUM_MAX >> 10];
+    let mut i = 0;
+    while i < table.len() {
+        let index = index_of_size((i + 1) << 10);
+        assert!(index <= u8::MAX as usize);
+        table[i] = index as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Class index of a request of more than 4 KiB (`size > LOOKUP_MAX`) with no alignment
+/// beyond the natural one: [`index_of_size`], through [`MEDIUM`] up to 64 KiB.
+#[inline(always)]
+pub(crate) fn index_of_above_lookup(size: usize) -> usize {
+    if size > LOOKUP_MAX && size <= MEDIUM_MAX {
+        // In bounds: (64 KiB - 1) >> 10 = 63, the table's last index.
+        usize::from(MEDIUM[(size - 1) >> 10])
+    } else {
+        index_of_size(size)
+    }
+}
+
 /// The class index of the common request, from [`LOOKUP`]: at most 4 KiB, aligned to at
 /// most 8 bytes. `None` for any other request.
 ///
@@ -198,6 +228,17 @@ pub(crate) fn usable_size(size: usize, align: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medium_table_matches_the_arithmetic() {
+        for size in (LOOKUP_MAX + 1..=MEDIUM_MAX + 4096).chain([1 << 20, (1 << 20) + 1]) {
+            assert_eq!(
+                index_of_above_lookup(size),
+                index_of_size(size),
+                "size {size}"
+            );
+        }
+    }
 
     #[test]
     fn first_classes_match_jemalloc_table() {
