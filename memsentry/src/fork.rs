@@ -18,7 +18,10 @@
 //! first allocation. (glibc's malloc takes its own locks after every handler.)
 //!
 //! `vfork` and `posix_spawn` (which `std::process::Command` uses) run no handlers: the
-//! child shares or replaces the parent's memory, and nothing here is needed.
+//! child shares or replaces the parent's memory, and nothing here is needed. A `fork`
+//! from a signal handler that interrupted its own thread inside the sampler would wait
+//! for a lock that thread holds, as glibc's malloc would for its arena locks: POSIX no
+//! longer counts `fork` as async-signal-safe (`_Fork`, which runs no handlers, is).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
