@@ -141,6 +141,44 @@ fn rate_one_samples_every_allocation_with_weight_one() {
     assert_eq!(inuse.samples, 0);
 }
 
+/// Allocates and frees `count` 40-byte blocks at one call site.
+#[inline(never)]
+fn forty_byte_blocks_on_a_thread(count: usize) {
+    free_forty(black_box(forty_byte_blocks(count)));
+}
+
+#[test]
+fn one_site_sampled_on_several_threads_adds_up() {
+    // Samples of one site from threads alive at once add up in the profile, wherever
+    // the cumulative totals are kept (a version that kept them per thread and forgot to
+    // add them up when read made this fail).
+    const THREADS: usize = 4;
+    const COUNT: usize = 500;
+    let _rate = exclusive(1);
+    // All alive at once, so that each owns a counter slot of its own.
+    let together = std::sync::Barrier::new(THREADS);
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                together.wait();
+                forty_byte_blocks_on_a_thread(COUNT);
+                together.wait();
+            });
+        }
+    });
+    let profile = profile::heap();
+    let rows: Vec<_> = profile
+        .samples_through("forty_byte_blocks_on_a_thread")
+        .filter(|sample| sample.size == 40)
+        .collect();
+    let samples: u64 = rows.iter().map(|sample| sample.alloc.samples).sum();
+    assert_eq!(samples, (THREADS * COUNT) as u64, "rows: {}", rows.len());
+    assert_eq!(
+        rows.iter().map(|sample| sample.inuse.samples).sum::<u64>(),
+        0
+    );
+}
+
 #[inline(never)]
 fn allocated_before_realloc() -> *mut u8 {
     // SAFETY: non-zero size.
