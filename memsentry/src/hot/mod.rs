@@ -118,13 +118,8 @@ pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) -> bool {
 #[inline(never)]
 fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
     // Counted by class: a request over `EXACT_MAX` (= `PLACE_MAX`), never placed.
-    if counters::try_record_by_class(Event::Free, size, align) {
-        if sampler::maybe_sampled(ptr) {
-            let _ = take_unless_locked(ptr);
-        }
-        return false;
-    }
-    if count_free_slow(size, align) && !sampler::placeable(size, align) {
+    let by_class = counters::try_record_by_class(Event::Free, size, align);
+    if by_class || (count_free_slow(size, align) && !sampler::placeable(size, align)) {
         if sampler::maybe_sampled(ptr) {
             let _ = take_unless_locked(ptr);
         }
