@@ -184,12 +184,10 @@ impl<A: GlobalAlloc> MemSentry<A> {
             // SAFETY: forwarded from our caller.
             return unsafe { self.realloc_in_place(ptr, layout, new_size) };
         };
-        // SAFETY: `realloc`'s contract: `new_size`, rounded up to `layout.align()`, does
-        // not overflow `isize`, and is non-zero.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        // SAFETY: a non-zero layout. Through `self`: counted (or counted as a failure)
-        // and maybe sampled, as any allocation.
-        let new_ptr = unsafe { self.alloc(new_layout) };
+        // SAFETY: `resized`'s contract is `realloc`'s, forwarded from our caller; the
+        // layout is non-zero. Through `self`: counted (or counted as a failure) and maybe
+        // sampled, as any allocation.
+        let new_ptr = unsafe { self.alloc(resized(layout, new_size)) };
         if new_ptr.is_null() {
             hot::put_back(ptr, taken);
             return new_ptr;
@@ -221,14 +219,25 @@ impl<A: GlobalAlloc> MemSentry<A> {
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
         let due = hot::on_realloc(ptr, taken, new_ptr, layout.size(), new_size, layout.align());
         if due {
-            // SAFETY: as in `realloc_at_placed_offset`.
-            let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-            // SAFETY: `new_ptr` is a live block of `inner` allocated with `new_layout`,
-            // not yet returned.
-            return unsafe { self.sample(new_ptr, new_layout, Fill::Copy) };
+            // SAFETY: `resized`'s contract is `realloc`'s, forwarded from our caller;
+            // `new_ptr` is a live block of `inner` allocated with that layout, not yet
+            // returned.
+            return unsafe { self.sample(new_ptr, resized(layout, new_size), Fill::Copy) };
         }
         new_ptr
     }
+}
+
+/// `layout` resized to `new_size`, for `realloc`.
+///
+/// # Safety
+///
+/// `realloc`'s contract: `new_size`, rounded up to `layout.align()`, does not overflow
+/// `isize`, and is non-zero.
+#[inline(always)]
+unsafe fn resized(layout: Layout, new_size: usize) -> Layout {
+    // SAFETY: the caller's contract above; the alignment is `layout`'s, a power of two.
+    unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) }
 }
 
 // SAFETY: every method forwards to `A`, a `GlobalAlloc`, with the caller's arguments
