@@ -24,6 +24,8 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use hashbrown::HashTable;
+
 use crate::hot::sampler::{FILTER_SHARDS, FilterShard, filter_shard, now_nanos};
 use crate::spin::SpinLock;
 
@@ -172,8 +174,10 @@ const STACK_SHARDS: usize = 64;
 #[derive(Debug)]
 #[repr(align(128))]
 struct StackShard {
-    /// Captured frames (instruction pointers, leaf first) → stack id.
-    ids: HashMap<Arc<[usize]>, u32, WordHasher>,
+    /// Captured frames (instruction pointers, leaf first) and their stack id, found by
+    /// [`hash_frames`] (the hash that also picked the shard: a sample hashes its frames
+    /// once).
+    ids: HashTable<(Arc<[usize]>, u32)>,
     /// (stack id, requested size, task) → cumulative samples, for this shard's stacks.
     cumulative: HashMap<(u32, usize, u32), Cumulative, WordHasher>,
 }
@@ -181,7 +185,7 @@ struct StackShard {
 impl StackShard {
     const fn new() -> Self {
         Self {
-            ids: HashMap::with_hasher(WordHasher(0)),
+            ids: HashTable::new(),
             cumulative: HashMap::with_hasher(WordHasher(0)),
         }
     }
@@ -194,11 +198,16 @@ static NEXT_STACK: AtomicU32 = AtomicU32::new(0);
 /// Bytes of interned frame arrays (for the profiler's own memory figure).
 static FRAME_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-/// The shard of the stack `frames`.
-fn stack_shard(frames: &[usize]) -> &'static SpinLock<StackShard> {
-    // Bits 32.. of the hash: the shard's own map indexes its buckets with the low bits
+/// The hash of a stack's frames: it picks the stack's shard ([`stack_shard`]) and finds
+/// the stack in that shard's `ids`.
+fn hash_frames(frames: &[usize]) -> u64 {
+    WordHasher(0).hash_one(frames)
+}
+
+/// The shard of the stack whose frames hash to `hash`.
+fn stack_shard(hash: u64) -> &'static SpinLock<StackShard> {
+    // Bits 32.. of the hash: the shard's own table indexes its buckets with the low bits
     // and tags them with the top seven, which must stay spread within a shard.
-    let hash = WordHasher(0).hash_one(frames);
     &STACKS[(hash >> 32) as usize % STACK_SHARDS]
 }
 
@@ -212,9 +221,10 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task
     let depth = crate::unwind::capture(&mut frames, marker);
     let frames = &frames[..depth];
     let weight = weight(size, rate);
+    let hash = hash_frames(frames);
     let stack = {
-        let mut shard = stack_shard(frames).lock();
-        let stack = intern(&mut shard.ids, frames);
+        let mut shard = stack_shard(hash).lock();
+        let stack = intern(&mut shard.ids, hash, frames);
         let totals = shard.cumulative.entry((stack, size, task)).or_default();
         totals.samples += 1;
         totals.objects += weight;
@@ -294,14 +304,17 @@ fn for_each_live(mut f: impl FnMut(&Record)) {
     }
 }
 
-/// The id of the stack `frames` in `ids` (its shard's), interned if new.
-fn intern(ids: &mut HashMap<Arc<[usize]>, u32, WordHasher>, frames: &[usize]) -> u32 {
-    if let Some(&id) = ids.get(frames) {
+/// The id of the stack `frames`, whose [`hash_frames`] is `hash`, in `ids` (its shard's),
+/// interned if new.
+fn intern(ids: &mut HashTable<(Arc<[usize]>, u32)>, hash: u64, frames: &[usize]) -> u32 {
+    if let Some(&(_, id)) = ids.find(hash, |(known, _)| **known == *frames) {
         return id;
     }
     FRAME_BYTES.fetch_add(core::mem::size_of_val(frames) + 16, Ordering::Relaxed);
     let id = NEXT_STACK.fetch_add(1, Ordering::Relaxed);
-    ids.insert(Arc::from(frames), id);
+    ids.insert_unique(hash, (Arc::from(frames), id), |(known, _)| {
+        hash_frames(known)
+    });
     id
 }
 
@@ -326,7 +339,7 @@ pub(crate) fn read() -> TableCopy {
             shard
                 .ids
                 .iter()
-                .map(|(frames, &id)| (id, Arc::clone(frames))),
+                .map(|(frames, id)| (*id, Arc::clone(frames))),
         );
         out.cumulative
             .extend(shard.cumulative.iter().map(|(&key, &totals)| (key, totals)));
@@ -457,6 +470,26 @@ mod tests {
         // At size = rate: 1 / (1 - 1/e).
         let w = weight(4096, 4096);
         assert!((w - 1.0 / (1.0 - (-1.0f64).exp())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn interned_stacks_keep_their_ids_as_the_table_grows() {
+        // Enough stacks to grow a table several times: each must be found again, under
+        // the id it first got, and a new stack never reuses one.
+        let mut ids = HashTable::new();
+        let stack = |i: usize| [0x5555_0000 + i, 0x5555_1000, i % 7];
+        let first: Vec<u32> = (0..5_000)
+            .map(|i| intern(&mut ids, hash_frames(&stack(i)), &stack(i)))
+            .collect();
+        assert_eq!(ids.len(), 5_000);
+        let mut distinct = first.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), first.len(), "one id per stack");
+        for (i, &id) in first.iter().enumerate() {
+            assert_eq!(intern(&mut ids, hash_frames(&stack(i)), &stack(i)), id);
+        }
+        assert_eq!(ids.len(), 5_000, "found again, not interned twice");
     }
 
     fn record_at(size: usize) -> Record {

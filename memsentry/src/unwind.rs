@@ -189,16 +189,18 @@ fn walk_frame_pointers(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
     }
     let here = 0u8;
     let mut low = core::ptr::addr_of!(here) as usize;
-    // Everything from this frame up to the end of its mapping is mapped.
-    let Some(top) = mapping_end_of(low) else {
+    // Everything from this frame up to the end of its mapping is mapped. Rounded down to
+    // 16 (a no-op: mappings end on a page boundary) so that the loop's tests suffice.
+    let Some(top) = mapping_end_of(low).map(|end| end & !15) else {
         return 0;
     };
     let mut depth = 0;
     while depth < MAX_FRAMES {
         // A record must lie wholly within [low, top), and on x86-64 a saved frame pointer
         // is 16-byte aligned (the call pushes 8 bytes onto a 16-aligned stack, the push
-        // of the caller's frame pointer 8 more).
-        if fp < low || !fp.is_multiple_of(16) || fp >= top || top - fp < 16 {
+        // of the caller's frame pointer 8 more). A 16-aligned `fp` below the 16-aligned
+        // `top` leaves the record's 16 bytes below it too.
+        if fp < low || !fp.is_multiple_of(16) || fp >= top {
             break;
         }
         // SAFETY: [fp, fp + 16) lies between this function's frame and the top of this
@@ -250,7 +252,12 @@ fn mapping_end_of(address: usize) -> Option<usize> {
 /// lock around reading the same file; an allocation sampled inside it, from std's start-up
 /// code, would deadlock.) Only the mapping's start and end are parsed; a line longer
 /// than the buffer (a very long path) is skipped.
+///
+/// Out of line and cold: it runs once per thread, and its 4 KiB buffer would otherwise
+/// sit in every walk's frame.
 #[cfg(target_arch = "x86_64")]
+#[cold]
+#[inline(never)]
 fn mapping_of(address: usize) -> Option<(usize, usize)> {
     // SAFETY: a NUL-terminated path and plain flags; the descriptor is closed below.
     let fd = unsafe {
