@@ -508,9 +508,9 @@ mod tests {
 
     #[test]
     fn filter_follows_the_live_table_and_sticks() {
-        // Addresses 1 MiB apart share a filter slot (and a shard).
-        let base = 0x7000_0000_1230usize;
-        let at = |i: usize| base + (i << 20);
+        // Addresses of one filter slot (and so of one shard).
+        let at = |i: usize| crate::hot::sampler::address_in_slot(4_321, i);
+        let base = at(0);
         assert!(!maybe_sampled(base));
         insert_live(at(0), record_at(16));
         insert_live(at(1), record_at(16));
@@ -537,19 +537,19 @@ mod tests {
 
     #[test]
     fn filter_bit_stays_set_while_any_sample_of_its_slot_lives() {
-        // Four threads share one slot (addresses 1 MiB apart) and so one shard, and four
-        // more use the neighbouring slots of the same bit-set word: whatever the
-        // interleaving, a thread that holds a sample must see its bit set. A lost update
-        // of the word, or a remover clearing a bit after another thread's insert had set
-        // it again, would fail this.
-        let base = 0x5000_0000_4560usize;
+        // Four threads share one slot and so one shard, and four more use the
+        // neighbouring slots of the same bit-set word: whatever the interleaving, a
+        // thread that holds a sample must see its bit set. A lost update of the word, or
+        // a remover clearing a bit after another thread's insert had set it again, would
+        // fail this.
+        const SLOT: usize = 64 * 300; // the first slot of a word
         std::thread::scope(|scope| {
             for t in 0..8 {
                 scope.spawn(move || {
                     let address = if t < 4 {
-                        base + (t << 20)
+                        crate::hot::sampler::address_in_slot(SLOT, t)
                     } else {
-                        base + (t << 4)
+                        crate::hot::sampler::address_in_slot(SLOT + t - 3, 0)
                     };
                     for _ in 0..20_000 {
                         insert_live(address, record_at(16));

@@ -91,7 +91,7 @@ const _: () = assert!(PLACED_OFFSET.is_multiple_of(PLACE_MAX_ALIGN));
 
 /// Mean bytes between samples; 0 = off, 1 = every allocation.
 static RATE: AtomicU64 = AtomicU64::new(DEFAULT_RATE);
-/// One bit per filter slot, set while the slot's count is non-zero: the fast path's read.
+/// One bit per filter slot, set while the slot's count is non-zero: what frees read.
 static FILTER_BITS: [AtomicU64; FILTER_WORDS] = [const { AtomicU64::new(0) }; FILTER_WORDS];
 /// Seed for the per-thread generators; 0 = derive one from the clock and addresses.
 static SEED: AtomicU64 = AtomicU64::new(0);
@@ -165,16 +165,24 @@ pub(crate) fn placed_layout(size: usize) -> Option<core::alloc::Layout> {
     core::alloc::Layout::from_size_align(size + PLACED_OFFSET, PLACED_ALIGN).ok()
 }
 
-/// The filter slot of `address`: bits 4..20, one slot per 16-byte granule of a 1 MiB
-/// window. Nearby blocks map to nearby slots (one word of the bit set covers 1 KiB, one
-/// cache line 8 KiB, so frees of a slab touch few lines), and it costs a shift and a
-/// mask. Page-aligned (large) blocks share 256 slots, so while many large blocks are
-/// sampled, large frees look in the table more often: correct, and cheap next to a large
-/// free. (Folding in bits above 20 spread them out, at three instructions on every free;
-/// see BENCHMARKS.md.)
+/// The filter slot of `address`: the top bits of the address times 2^64/φ (Fibonacci
+/// hashing), so that every bit of the address moves the slot and blocks on any stride
+/// (a slab's 8 KiB regions, page-aligned large blocks, a ring of blocks 1 MiB apart)
+/// spread over all the slots. Two instructions, never on the fast path: only samples,
+/// and frees that the placed-offset test cannot settle (requests over 4 KiB or
+/// over-aligned, the few ordinary blocks at the placed offset), compute it.
+///
+/// (Until samples were placed, every free read the filter, and the slot was bits 4..20
+/// of the address, so that a slab's frees touched few cache lines. It also put all of a
+/// thread's 8 KiB blocks on 128 slots: at the default rate one free of such a block in
+/// five or so found its bit set by some other sample and looked in the table, and on two
+/// threads the table's locks and the filter's lines went back and forth between the
+/// cores. BENCHMARKS.md, "The filter's slots".)
 #[inline(always)]
 fn filter_slot(address: usize) -> usize {
-    (address >> 4) & (FILTER_LEN - 1)
+    const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+    // The top FILTER_LEN.trailing_zeros() bits of the product: below FILTER_LEN.
+    ((address as u64).wrapping_mul(FIBONACCI) >> (64 - FILTER_LEN.trailing_zeros())) as usize
 }
 
 /// The bit-set word of filter slot `slot` (`< FILTER_LEN`) and the slot's bit in it.
@@ -367,9 +375,48 @@ pub(crate) fn now_nanos() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// The `i`-th of the addresses whose filter slot is `slot` (`< FILTER_LEN`): distinct
+/// for distinct `i` (below 2^48), found by inverting [`filter_slot`]'s multiplication.
+#[cfg(test)]
+pub(crate) fn address_in_slot(slot: usize, i: usize) -> usize {
+    const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+    // The inverse of an odd number modulo 2^64, by Newton's iteration (each step doubles
+    // the bits that are right; an odd x is its own inverse modulo 8).
+    let mut inverse = FIBONACCI;
+    for _ in 0..5 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(FIBONACCI.wrapping_mul(inverse)));
+    }
+    let shift = 64 - FILTER_LEN.trailing_zeros();
+    let product = ((slot as u64) << shift) | i as u64;
+    let address = product.wrapping_mul(inverse) as usize;
+    debug_assert_eq!(filter_slot(address), slot);
+    address
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_on_any_stride_spread_over_the_filter() {
+        // 1,024 blocks spaced 16 bytes to 1 MiB apart: drawn at random from 65,536 slots,
+        // 1,024 addresses would share about 8; the old slot (bits 4..20) put 8 KiB blocks
+        // on 128 slots, 1 MiB ones on one.
+        for stride in [16usize, 4096, 8192, 1 << 16, 1 << 20, 1 << 21] {
+            let slots: std::collections::HashSet<usize> = (0..1024)
+                .map(|i| filter_slot(0x7f12_3400_0000 + i * stride))
+                .collect();
+            assert!(slots.len() > 990, "stride {stride}: {} slots", slots.len());
+        }
+    }
+
+    #[test]
+    fn addresses_in_a_slot_are_distinct_and_in_it() {
+        let addresses: std::collections::HashSet<usize> =
+            (0..1000).map(|i| address_in_slot(12_345, i)).collect();
+        assert_eq!(addresses.len(), 1000);
+        assert!(addresses.iter().all(|&a| filter_slot(a) == 12_345));
+    }
 
     #[test]
     fn draws_have_the_requested_mean() {
