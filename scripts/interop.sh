@@ -29,11 +29,14 @@ demo=target/release/examples/demo
 lines_demo=target/release-lines/examples/demo
 out="$work/out"
 lines_out="$work/lines"
-# Six seconds: enough leaked blocks that the leak tops the profile at the default rate.
+# Six seconds at R = 64 KiB: the leak's ~120 buffers (16-48 KiB) are then sampled ~60 times
+# in all, ~50 after the diff's base, so the checks below cannot miss it by chance (at the
+# default rate they would once in ~600 runs: e^-6.4, no sample of the leak in the diff).
 # Each serves its endpoint on a port of its own (port 0: the kernel picks a free one), so
 # the two, or a demo a developer left running on 6060, never compete for one address.
-MEMSENTRY_HTTP_ADDR=127.0.0.1:0 $demo --seconds 6 --out "$out" >"$work/demo.out" &
-MEMSENTRY_HTTP_ADDR=127.0.0.1:0 $lines_demo --seconds 6 --out "$lines_out" >"$work/lines-demo.out" &
+export MEMSENTRY_SAMPLE_RATE=64KiB MEMSENTRY_HTTP_ADDR=127.0.0.1:0
+$demo --seconds 6 --out "$out" >"$work/demo.out" &
+$lines_demo --seconds 6 --out "$lines_out" >"$work/lines-demo.out" &
 wait %1 || fail "the demo failed"
 wait %2 || fail "the demo built with line tables failed"
 for file in heap.pb.gz heap.svg diff.pb.gz heap-offline.pb.gz; do
@@ -60,7 +63,7 @@ done
 pprof -raw "$profile" >"$work/raw.txt"
 grep -q "alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes" "$work/raw.txt" \
     || { head -20 "$work/raw.txt" >&2; fail "raw: sample types"; }
-grep -q "^Period: 524288" "$work/raw.txt" || fail "raw: period"
+grep -q "^Period: 65536" "$work/raw.txt" || fail "raw: period (MEMSENTRY_SAMPLE_RATE=64KiB)"
 grep -q "bytes:\[" "$work/raw.txt" || fail "raw: bytes label"
 
 # --- The diff: read by pprof, the change of in-use space as its default view.

@@ -164,8 +164,9 @@ fn main() -> ExitCode {
     );
     println!("{last}");
     println!("\ntasks (watch_session never finishes: a task leak):\n{tasks}");
-    // Drops the tasks still pending: the leaked ones end as cancelled.
-    runtime.shutdown_background();
+    // Drops the tasks still pending: the leaked ones end as cancelled. Waits (a little) for
+    // the workers to drop them, so that their buffers are gone from the profile below.
+    runtime.shutdown_timeout(Duration::from_secs(1));
 
     // The sampled heap profile, taken at the end: the leak is the largest in-use site.
     let heap = profile::heap();

@@ -96,6 +96,8 @@ impl Counts {
     /// # #[global_allocator]
     /// # static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
     /// # fn main() {
+    /// # // A sampled allocation would count the sampler's own allocations too.
+    /// # memsentry::profile::set_sample_rate(0);
     /// let before = memsentry::totals();
     /// let block = Box::new([0u8; 300]);
     /// let during = memsentry::totals().since(&before);
@@ -143,6 +145,8 @@ pub struct ClassStats {
 /// # #[global_allocator]
 /// # static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
 /// # fn main() {
+/// # // A sampled allocation would count the sampler's own allocations too.
+/// # memsentry::profile::set_sample_rate(0);
 /// let before = memsentry::totals();
 /// let block = vec![0u64; 512];
 /// let after = memsentry::totals();

@@ -301,8 +301,13 @@ fn the_room_placed_samples_take_is_counted_in_the_samplers_usage() {
         .for_each(|&p| unsafe { GLOBAL.dealloc(p, layout) });
     let after = memsentry::profile::usage().bytes;
     // Each 96-byte sample lives in a 4 KiB block: 4,000 bytes of room each (the table's
-    // growth adds a little more, and stays).
-    assert!(during >= before + 1000 * 4000, "{before} → {during}");
-    assert!(after + 1000 * 4000 <= during, "{during} → {after}");
+    // growth adds a little more, and stays). Other threads of this binary may sample a
+    // few blocks meanwhile (the rate is 1): 64 KiB of slack for theirs.
+    const SLACK: usize = 64 * 1024;
+    assert!(
+        during + SLACK >= before + 1000 * 4000,
+        "{before} → {during}"
+    );
+    assert!(after + 1000 * 4000 <= during + SLACK, "{during} → {after}");
     no_violations();
 }

@@ -120,8 +120,8 @@ fn a_task_is_charged_exactly_what_it_allocates_across_polls_and_workers() {
     // Which workers run the polls is the runtime's choice: now and then (on a loaded
     // machine with few cores) one worker takes them all. The counts must be exact every
     // time; the round is repeated, under a fresh name, until it has also run on several
-    // workers (five rounds that all stay on one worker would be a failure).
-    const ROUNDS: usize = 5;
+    // workers (ten rounds that all stay on one worker would be a failure).
+    const ROUNDS: usize = 10;
     let threads: &'static Mutex<Vec<ThreadId>> =
         Box::leak(Box::new(Mutex::new(Vec::with_capacity(TASKS * POLLS))));
     start_waker_thread(TASKS);

@@ -100,7 +100,9 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
             .unwrap_or_else(|| panic!("{name} missing:\n{tasks}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    assert!(live("demo::watch_session") >= 20, "{tasks}");
+    // One is spawned every tenth 10 ms tick (~30 in 3 s; fewer on a loaded machine, whose
+    // sleeps overshoot), and none ends.
+    assert!(live("demo::watch_session") >= 10, "{tasks}");
     assert!(live("demo::api_call") < 20, "{tasks}");
     assert!(stdout.contains("leaked on purpose by leak_session_buffers"));
     let table = stdout

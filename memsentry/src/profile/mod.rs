@@ -16,7 +16,7 @@
 //! smaller than `R`, the standard deviation of an in-use estimate of `B` bytes is about
 //! `sqrt(B × R)`: at the default rate a site holding 1 GiB is known within about ±2%,
 //! one holding 64 MiB within about ±9%, one holding 1 MiB only within about ±70% (one
-//! standard deviation). Blocks larger than a few `R` are always sampled and known
+//! standard deviation). Blocks larger than a few `R` are sampled all but surely and known
 //! exactly. Raw sample counts come with every estimate.
 //!
 //! # Rate
@@ -588,7 +588,7 @@ impl Profile {
     /// let cache = load_cache();
     /// let profile = memsentry::profile::heap();
     /// let held: f64 = profile.samples_through("load_cache").map(|s| s.inuse.bytes).sum();
-    /// assert!(held >= 8.0 * 1024.0 * 1024.0 * 0.99); // 8 MiB blocks are always sampled
+    /// assert!(held >= 8.0 * 1024.0 * 1024.0 * 0.99); // 8 MiB blocks are sampled all but surely
     /// # drop(cache);
     /// # }
     /// ```
