@@ -79,8 +79,8 @@ fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
 /// the returned guard lives, nested allocations are not sampled.
 #[inline]
 pub(crate) fn take_sample(size: usize) -> Option<(sampler::Guard, u64)> {
-    let guard = sampler::Guard::enter()?;
-    let rate = sampler::take_sample(size)?;
+    let mut guard = sampler::Guard::enter()?;
+    let rate = sampler::take_sample(&mut guard, size)?;
     Some((guard, rate))
 }
 

@@ -267,30 +267,43 @@ fn set_bit(slot: usize, on: bool) {
 }
 
 /// Marks this thread as inside the sampler for as long as it lives.
-pub(crate) struct Guard(());
+///
+/// Allocations made meanwhile (the sampler's own: its tables, a profile being built) are
+/// never sampled, so they must not use up the countdown either: the guard puts the
+/// countdown back as it found it (or as [`take_sample`] drew it) when it is dropped.
+/// Otherwise a countdown that ran out under the guard would make the thread's next
+/// allocation a sample whatever its size, weighted as if it had been drawn at random
+/// (after a profile dump, which allocates megabytes, that was every time).
+pub(crate) struct Guard {
+    countdown: i64,
+}
 
 impl Guard {
     /// `None` if this thread is already inside the sampler (or its thread-locals are gone).
     pub(crate) fn enter() -> Option<Guard> {
         // `then`, not `then_some`: a `Guard` built eagerly and dropped when the thread is
         // already busy would clear the flag its owner still relies on.
-        BUSY.try_with(|busy| (!busy.replace(true)).then(|| Guard(())))
-            .ok()
-            .flatten()
+        BUSY.try_with(|busy| {
+            (!busy.replace(true)).then(|| Guard {
+                countdown: COUNTDOWN.try_with(Cell::get).unwrap_or(0),
+            })
+        })
+        .ok()
+        .flatten()
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let _ = COUNTDOWN.try_with(|countdown| countdown.set(self.countdown));
         let _ = BUSY.try_with(|busy| busy.set(false));
     }
 }
 
 /// Decides whether an allocation of `size` bytes, whose [`due`] said so, is sampled, and
-/// draws the next countdown. Returns the rate to weight the sample with, or `None`.
-///
-/// Must be called under the [`Guard`].
-pub(crate) fn take_sample(size: usize) -> Option<u64> {
+/// draws the next countdown, which `guard` (this thread's) keeps for after it. Returns
+/// the rate to weight the sample with, or `None`.
+pub(crate) fn take_sample(guard: &mut Guard, size: usize) -> Option<u64> {
     let rate = rate();
     let state = RNG.try_with(Cell::get).ok()?;
     let mut countdown = COUNTDOWN.try_with(Cell::get).ok()?;
@@ -305,6 +318,7 @@ pub(crate) fn take_sample(size: usize) -> Option<u64> {
         countdown = draw(rate);
     }
     let _ = COUNTDOWN.try_with(|c| c.set(countdown));
+    guard.countdown = countdown;
     sampled.then_some(rate)
 }
 
@@ -429,6 +443,28 @@ mod tests {
         assert!((mean - rate as f64).abs() < 55.0, "mean {mean}");
         assert_eq!(draw(1), 0);
         assert_eq!(draw(0), OFF_RECHECK);
+    }
+
+    #[test]
+    fn allocations_under_the_guard_leave_the_countdown_alone() {
+        let set = |value: i64| COUNTDOWN.with(|c| c.set(value));
+        let get = || COUNTDOWN.with(Cell::get);
+        set(1000);
+        {
+            let _guard = Guard::enter().expect("not busy yet");
+            assert!(!due(600));
+            assert!(due(600), "runs out under the guard");
+        }
+        assert_eq!(get(), 1000, "put back as the guard found it");
+        // A sample's guard keeps the countdown drawn for after it.
+        set(-8);
+        let mut guard = Guard::enter().expect("not busy yet");
+        let _ = take_sample(&mut guard, 8);
+        let drawn = get();
+        assert!(drawn >= 0);
+        let _ = due(1 << 40);
+        drop(guard);
+        assert_eq!(get(), drawn);
     }
 
     #[test]
