@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use memsentry::MemSentry;
@@ -28,6 +28,13 @@ fn monitoring() -> &'static Monitoring {
         )
         .unwrap()
     })
+}
+
+/// Tests that set the sampling rate, or expect the one `monitoring` set, take this
+/// first: the rate is process-wide, and the tests of this binary run at once.
+fn rate_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// An answer: status, headers (lower-case names), body.
@@ -136,6 +143,7 @@ fn held_by_the_http_test() -> Vec<Vec<u8>> {
 
 #[test]
 fn every_path_answers() {
+    let _rate = rate_lock();
     // Installed (and the sampling rate set) before the blocks are allocated, so that
     // they are sampled.
     let _ = monitoring();
@@ -264,6 +272,7 @@ fn every_path_answers() {
 
 #[test]
 fn the_sample_rate_is_read_and_set() {
+    let _rate = rate_lock();
     let addr = monitoring().local_addr();
     let set = request(addr, "POST", "/debug/memsentry/sample_rate", "", "8KiB");
     assert_eq!((set.status, set.text().as_str()), (200, "8192\n"));
