@@ -180,10 +180,12 @@ pub(crate) fn placed_layout(size: usize) -> Option<core::alloc::Layout> {
 /// cores. BENCHMARKS.md, "The filter's slots".)
 #[inline(always)]
 fn filter_slot(address: usize) -> usize {
-    const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
     // The top FILTER_LEN.trailing_zeros() bits of the product: below FILTER_LEN.
     ((address as u64).wrapping_mul(FIBONACCI) >> (64 - FILTER_LEN.trailing_zeros())) as usize
 }
+
+/// 2^64/φ, rounded down (odd, so invertible modulo 2^64): [`filter_slot`]'s multiplier.
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The bit-set word of filter slot `slot` (`< FILTER_LEN`) and the slot's bit in it.
 #[inline(always)]
@@ -393,7 +395,6 @@ pub(crate) fn now_nanos() -> u64 {
 /// for distinct `i` (below 2^48), found by inverting [`filter_slot`]'s multiplication.
 #[cfg(test)]
 pub(crate) fn address_in_slot(slot: usize, i: usize) -> usize {
-    const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
     // The inverse of an odd number modulo 2^64, by Newton's iteration (each step doubles
     // the bits that are right; an odd x is its own inverse modulo 8).
     let mut inverse = FIBONACCI;
