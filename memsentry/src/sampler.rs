@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-use crate::hot::sampler::{FILTER_SHARDS, FilterShard, filter_shard, now_nanos};
+use crate::hot::sampler::{FILTER_SHARDS, FilterShard, FilterSlot, now_nanos};
 use crate::spin::SpinLock;
 
 /// Deepest stack captured (frames past it are dropped; the leaf side is kept).
@@ -160,10 +160,11 @@ impl LiveShard {
 static LIVE: [SpinLock<LiveShard>; FILTER_SHARDS] =
     [const { SpinLock::new(LiveShard::new()) }; FILTER_SHARDS];
 
-/// The shard that holds (or would hold) the record of the block at `address`.
-fn live_shard(address: usize) -> &'static SpinLock<LiveShard> {
-    // In bounds: `filter_shard` is below FILTER_SHARDS (the compiler sees it).
-    &LIVE[filter_shard(address)]
+/// The shard that holds (or would hold) the records of the blocks whose addresses are in
+/// filter slot `slot`.
+fn live_shard(slot: FilterSlot) -> &'static SpinLock<LiveShard> {
+    // In bounds: `shard` is below FILTER_SHARDS (the compiler sees it).
+    &LIVE[slot.shard()]
 }
 
 /// Shards of the stack table: enough that threads rarely meet on one.
@@ -248,17 +249,19 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task
 /// memory cost ~25 instructions per sample).
 #[inline(always)]
 fn insert_live(address: usize, record: Record) {
-    let mut shard = live_shard(address).lock();
+    let slot = FilterSlot::of(address);
+    let mut shard = live_shard(slot).lock();
     if shard.records.insert(address, record).is_none() {
-        shard.filter.insert(address);
+        shard.filter.insert(slot);
     }
 }
 
 /// Removes the record of the block at `address`, if it was sampled.
 pub(crate) fn take(address: usize) -> Option<Taken> {
-    let mut shard = live_shard(address).lock();
+    let slot = FilterSlot::of(address);
+    let mut shard = live_shard(slot).lock();
     let record = shard.records.remove(&address)?;
-    shard.filter.remove(address);
+    shard.filter.remove(slot);
     Some(Taken(record))
 }
 
@@ -430,7 +433,7 @@ pub(crate) fn forget_live() {
         records.retain(|&address, record| {
             let keep = is_placed(address, record.size);
             if !keep {
-                filter.remove(address);
+                filter.remove(FilterSlot::of(address));
             }
             keep
         });
@@ -509,7 +512,10 @@ mod tests {
     #[test]
     fn filter_follows_the_live_table_and_sticks() {
         // Addresses of one filter slot (and so of one shard).
-        let at = |i: usize| crate::hot::sampler::address_in_slot(4_321, i);
+        let addresses: Vec<usize> = crate::hot::sampler::addresses_in_slot(4_321)
+            .take(300)
+            .collect();
+        let at = |i: usize| addresses[i];
         let base = at(0);
         assert!(!maybe_sampled(base));
         insert_live(at(0), record_at(16));
@@ -546,11 +552,10 @@ mod tests {
         std::thread::scope(|scope| {
             for t in 0..8 {
                 scope.spawn(move || {
-                    let address = if t < 4 {
-                        crate::hot::sampler::address_in_slot(SLOT, t)
-                    } else {
-                        crate::hot::sampler::address_in_slot(SLOT + t - 3, 0)
-                    };
+                    let (slot, nth) = if t < 4 { (SLOT, t) } else { (SLOT + t - 3, 0) };
+                    let address = crate::hot::sampler::addresses_in_slot(slot)
+                        .nth(nth)
+                        .expect("every slot recurs");
                     for _ in 0..20_000 {
                         insert_live(address, record_at(16));
                         assert!(maybe_sampled(address));

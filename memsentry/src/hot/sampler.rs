@@ -165,27 +165,55 @@ pub(crate) fn placed_layout(size: usize) -> Option<core::alloc::Layout> {
     core::alloc::Layout::from_size_align(size + PLACED_OFFSET, PLACED_ALIGN).ok()
 }
 
-/// The filter slot of `address`: the top bits of the address times 2^64/φ (Fibonacci
-/// hashing), so that every bit of the address moves the slot and blocks on any stride
-/// (a slab's 8 KiB regions, page-aligned large blocks, a ring of blocks 1 MiB apart)
-/// spread over all the slots. Two instructions, never on the fast path: only samples,
-/// and frees that the placed-offset test cannot settle (requests over 4 KiB or
-/// over-aligned, the few ordinary blocks at the placed offset), compute it.
+/// A slot of the free-side filter. The slot of an address: which of the bit set's 128
+/// cache lines comes from the address's 2 MiB region, which of that line's 512 bits from the whole address, each by
+/// Fibonacci hashing (the top bits of the value times 2^64/φ). Blocks on any stride
+/// spread over their line's bits, and regions over the lines. A few instructions, never
+/// on the fast path: only samples, and frees that the placed-offset test cannot settle
+/// (requests over 4 KiB or over-aligned, the rare ordinary block at the placed offset),
+/// compute it.
 ///
-/// (Until samples were placed, every free read the filter, and the slot was bits 4..20
-/// of the address, so that a slab's frees touched few cache lines. It also put all of a
-/// thread's 8 KiB blocks on 128 slots: at the default rate one free of such a block in
-/// five or so found its bit set by some other sample and looked in the table, and on two
-/// threads the table's locks and the filter's lines went back and forth between the
-/// cores. BENCHMARKS.md, "The filter's slots".)
-#[inline(always)]
-fn filter_slot(address: usize) -> usize {
-    // The top FILTER_LEN.trailing_zeros() bits of the product: below FILTER_LEN.
-    ((address as u64).wrapping_mul(FIBONACCI) >> (64 - FILTER_LEN.trailing_zeros())) as usize
+/// Why by region: each sample writes a word of the bit set and each such free reads one,
+/// so with one hash over all the slots a free on one core found its line freshly written
+/// by another core about as often as samples happen. jemalloc serves each thread from an
+/// arena of its own (up to four per CPU), whose memory comes from mappings of its own, so
+/// by region a thread's samples mostly write lines that only its own frees read; and as a
+/// live-table shard is a run of two lines, its records mostly sit in shards of its own
+/// too. (The slot was once bits 4..20 of the address, when every free read the filter:
+/// that put a slab's 8 KiB regions on 128 slots. BENCHMARKS.md, "The filter's slots".)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FilterSlot(usize);
+
+impl FilterSlot {
+    /// The slot of `address`. A sample and its free each compute it once, for their
+    /// live-table shard and their filter count both.
+    #[inline(always)]
+    pub(crate) fn of(address: usize) -> FilterSlot {
+        let hash = |value: u64, bits: u32| (value.wrapping_mul(FIBONACCI) >> (64 - bits)) as usize;
+        let address = address as u64;
+        let line = hash(address >> REGION_SHIFT, LINE_BITS);
+        // Pre-mixed: the product's top bits alone spread blocks on page-multiple strides
+        // over fewer of the line's bits than a random draw would (4 KiB apart: 164 of ~200).
+        FilterSlot((line << BIT_BITS) | hash(address ^ (address >> 7), BIT_BITS))
+    }
+
+    /// The filter run, and live-table shard, that the slot belongs to: below
+    /// [`FILTER_SHARDS`].
+    #[inline(always)]
+    pub(crate) fn shard(self) -> usize {
+        self.0 / SHARD_SLOTS
+    }
 }
 
-/// 2^64/φ, rounded down (odd, so invertible modulo 2^64): [`filter_slot`]'s multiplier.
+/// 2^64/φ, rounded down: [`FilterSlot::of`]'s multiplier.
 const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+/// The filter's regions: 2 MiB (a huge page).
+const REGION_SHIFT: u32 = 21;
+/// Slots per 64-byte line of the bit set: 2^9.
+const BIT_BITS: u32 = 9;
+/// Lines of the bit set: 2^7.
+const LINE_BITS: u32 = FILTER_LEN.trailing_zeros() - BIT_BITS;
+const _: () = assert!(1 << BIT_BITS == 64 * 8 && (1 << LINE_BITS) * 64 == FILTER_WORDS * 8);
 
 /// The bit-set word of filter slot `slot` (`< FILTER_LEN`) and the slot's bit in it.
 #[inline(always)]
@@ -202,18 +230,12 @@ fn filter_bit(slot: usize) -> (&'static AtomicU64, u64) {
 /// synchronisation that orders the free after that.
 #[inline(always)]
 pub(crate) fn maybe_sampled(ptr: *mut u8) -> bool {
-    let (word, bit) = filter_bit(filter_slot(ptr as usize));
+    let (word, bit) = filter_bit(FilterSlot::of(ptr as usize).0);
     word.load(Ordering::Relaxed) & bit != 0
 }
 
-/// The filter run (and live-table shard) that `address` belongs to.
-#[inline]
-pub(crate) fn filter_shard(address: usize) -> usize {
-    filter_slot(address) / SHARD_SLOTS
-}
-
-/// The live-sample counts of one run of filter slots: the slots of the addresses for
-/// which [`filter_shard`] gives this run's index.
+/// The live-sample counts of one run of filter slots: the slots whose
+/// [`shard`](FilterSlot::shard) is this run's index.
 ///
 /// Exactly one `FilterShard` exists per run, inside the live table's shard of the same
 /// index, so `&mut FilterShard` (its shard's lock held) is the right to update those
@@ -231,9 +253,8 @@ impl FilterShard {
         }
     }
 
-    /// Notes that a sample for `address` (of this run) was recorded.
-    pub(crate) fn insert(&mut self, address: usize) {
-        let slot = filter_slot(address);
+    /// Notes that a sample whose address is in `slot` (of this run) was recorded.
+    pub(crate) fn insert(&mut self, FilterSlot(slot): FilterSlot) {
         let count = &mut self.counts[slot % SHARD_SLOTS];
         let n = *count;
         if n != u8::MAX {
@@ -244,9 +265,8 @@ impl FilterShard {
         }
     }
 
-    /// Notes that the sample for `address` (of this run) was removed.
-    pub(crate) fn remove(&mut self, address: usize) {
-        let slot = filter_slot(address);
+    /// Notes that a sample whose address is in `slot` (of this run) was removed.
+    pub(crate) fn remove(&mut self, FilterSlot(slot): FilterSlot) {
         let count = &mut self.counts[slot % SHARD_SLOTS];
         let n = *count;
         // 255 is sticky: its true count is unknown. 0 cannot happen (only what was
@@ -391,21 +411,17 @@ pub(crate) fn now_nanos() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// The `i`-th of the addresses whose filter slot is `slot` (`< FILTER_LEN`): distinct
-/// for distinct `i` (below 2^48), found by inverting [`filter_slot`]'s multiplication.
+/// The addresses whose filter slot is `slot` (`< FILTER_LEN`), in increasing order from
+/// 2^40, 16 bytes apart: a search, for tests (the regions of the slot's line, about one
+/// in 128; in each, about one address in 512).
 #[cfg(test)]
-pub(crate) fn address_in_slot(slot: usize, i: usize) -> usize {
-    // The inverse of an odd number modulo 2^64, by Newton's iteration (each step doubles
-    // the bits that are right; an odd x is its own inverse modulo 8).
-    let mut inverse = FIBONACCI;
-    for _ in 0..5 {
-        inverse = inverse.wrapping_mul(2u64.wrapping_sub(FIBONACCI.wrapping_mul(inverse)));
-    }
-    let shift = 64 - FILTER_LEN.trailing_zeros();
-    let product = ((slot as u64) << shift) | i as u64;
-    let address = product.wrapping_mul(inverse) as usize;
-    debug_assert_eq!(filter_slot(address), slot);
-    address
+pub(crate) fn addresses_in_slot(slot: usize) -> impl Iterator<Item = usize> {
+    let line = slot >> BIT_BITS;
+    (1usize << (40 - REGION_SHIFT)..)
+        .map(|region| region << REGION_SHIFT)
+        .filter(move |&start| FilterSlot::of(start).0 >> BIT_BITS == line)
+        .flat_map(|start| (0..1usize << (REGION_SHIFT - 4)).map(move |step| start + step * 16))
+        .filter(move |&address| FilterSlot::of(address).0 == slot)
 }
 
 #[cfg(test)]
@@ -413,13 +429,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_on_any_stride_spread_over_the_filter() {
-        // 1,024 blocks spaced 16 bytes to 1 MiB apart: drawn at random from 65,536 slots,
-        // 1,024 addresses would share about 8; the old slot (bits 4..20) put 8 KiB blocks
-        // on 128 slots, 1 MiB ones on one.
-        for stride in [16usize, 4096, 8192, 1 << 16, 1 << 20, 1 << 21] {
-            let slots: std::collections::HashSet<usize> = (0..1024)
-                .map(|i| filter_slot(0x7f12_3400_0000 + i * stride))
+    fn blocks_spread_over_their_regions_line_and_regions_over_the_lines() {
+        use std::collections::HashSet;
+        let base = 0x7f12_3400_0000usize; // the start of a 2 MiB region
+        // Within a region: one line, and 256 blocks on any stride spread over its 512
+        // bits (drawn at random they would take ~201 distinct ones).
+        for stride in [16usize, 64, 4096, 8192] {
+            let slots: HashSet<usize> = (0..256)
+                .map(|i| FilterSlot::of(base + i * stride).0)
+                .collect();
+            let lines: HashSet<usize> = slots.iter().map(|slot| slot >> BIT_BITS).collect();
+            assert_eq!(lines.len(), 1, "stride {stride}");
+            assert!(slots.len() > 180, "stride {stride}: {} slots", slots.len());
+        }
+        // Consecutive regions take every line, and blocks 1 MiB or more apart spread over
+        // all the slots (1,024 drawn at random would share about 8).
+        let lines: HashSet<usize> = (0..1024)
+            .map(|i| FilterSlot::of(base + (i << REGION_SHIFT)).0 >> BIT_BITS)
+            .collect();
+        assert_eq!(lines.len(), 1 << LINE_BITS);
+        for stride in [1usize << 20, 1 << 21, 1 << 24] {
+            let slots: HashSet<usize> = (0..1024)
+                .map(|i| FilterSlot::of(base + i * stride).0)
                 .collect();
             assert!(slots.len() > 990, "stride {stride}: {} slots", slots.len());
         }
@@ -428,9 +459,9 @@ mod tests {
     #[test]
     fn addresses_in_a_slot_are_distinct_and_in_it() {
         let addresses: std::collections::HashSet<usize> =
-            (0..1000).map(|i| address_in_slot(12_345, i)).collect();
+            addresses_in_slot(12_345).take(1000).collect();
         assert_eq!(addresses.len(), 1000);
-        assert!(addresses.iter().all(|&a| filter_slot(a) == 12_345));
+        assert!(addresses.iter().all(|&a| FilterSlot::of(a).0 == 12_345));
     }
 
     #[test]
