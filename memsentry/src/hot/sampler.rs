@@ -166,12 +166,12 @@ pub(crate) fn placed_layout(size: usize) -> Option<core::alloc::Layout> {
 }
 
 /// A slot of the free-side filter. The slot of an address: which of the bit set's 128
-/// cache lines comes from the address's 2 MiB region, which of that line's 512 bits from the whole address, each by
-/// Fibonacci hashing (the top bits of the value times 2^64/φ). Blocks on any stride
-/// spread over their line's bits, and regions over the lines. A few instructions, never
-/// on the fast path: only samples, and frees that the placed-offset test cannot settle
-/// (requests over 4 KiB or over-aligned, the rare ordinary block at the placed offset),
-/// compute it.
+/// cache lines comes from the address's 2 MiB region, which of that line's 512 bits from
+/// the whole address, each by Fibonacci hashing (the top bits of the value times
+/// 2^64/φ). Blocks on any stride spread over their line's bits, and regions over the
+/// lines. A few instructions, never on the fast path: only samples, and frees that the
+/// placed-offset test cannot settle (requests over 4 KiB or over-aligned, the rare
+/// ordinary block at the placed offset), compute it.
 ///
 /// Why by region: each sample writes a word of the bit set and each such free reads one,
 /// so with one hash over all the slots a free on one core found its line freshly written
@@ -185,8 +185,8 @@ pub(crate) fn placed_layout(size: usize) -> Option<core::alloc::Layout> {
 pub(crate) struct FilterSlot(usize);
 
 impl FilterSlot {
-    /// The slot of `address`. A sample and its free each compute it once, for their
-    /// live-table shard and their filter count both.
+    /// The slot of `address`. Recording a sample and taking it out each compute it once,
+    /// for the live-table shard and the filter count both.
     #[inline(always)]
     pub(crate) fn of(address: usize) -> FilterSlot {
         let hash = |value: u64, bits: u32| (value.wrapping_mul(FIBONACCI) >> (64 - bits)) as usize;
