@@ -119,7 +119,7 @@ pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) -> bool {
 fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
     // Counted by class: a request over `EXACT_MAX` (= `PLACE_MAX`), never placed.
     let by_class = counters::try_record_by_class(Event::Free, size, align);
-    if by_class || (count_free_slow(size, align) && !sampler::placeable(size, align)) {
+    if by_class || (count_free_general(size, align) && !sampler::placeable(size, align)) {
         if sampler::maybe_sampled(ptr) {
             let _ = take_unless_locked(ptr);
         }
@@ -141,9 +141,15 @@ fn count_free(size: usize, align: usize) -> bool {
 #[cold]
 #[inline(never)]
 fn count_free_slow(size: usize, align: usize) -> bool {
-    if counters::try_record_by_class(Event::Free, size, align) {
-        return true;
-    }
+    counters::try_record_by_class(Event::Free, size, align) || count_free_general(size, align)
+}
+
+/// Counts a free that neither the fast path nor the second tier counted (the switch not
+/// read yet, a task current, an over-aligned request, a thread without a slot of its
+/// own); `false` if bookkeeping is off.
+#[cold]
+#[inline(never)]
+fn count_free_general(size: usize, align: usize) -> bool {
     let active = mode::active();
     if active
         && !counters::try_record_fast(Event::Free, size, align)
