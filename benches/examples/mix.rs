@@ -65,10 +65,7 @@ fn main() -> ExitCode {
 }
 
 fn run<A: std::alloc::GlobalAlloc>(allocator: &A, ops: usize, size: Option<usize>) {
-    let mut ring = match size {
-        Some(size) => Ring::of_size(allocator, size),
-        None => Ring::new(allocator, 0x1234_5678),
-    };
+    let mut ring = Ring::new_or_of_size(allocator, 0x1234_5678, size);
     ring.run(allocator, ops);
     ring.free_all(allocator);
 }

@@ -58,6 +58,15 @@ impl Ring {
         Self::with_sizes(allocator, vec![size; SIZES])
     }
 
+    /// [`of_size`](Self::of_size) if `size` is given, else the mix seeded by `seed`
+    /// ([`new`](Self::new)).
+    pub fn new_or_of_size<A: GlobalAlloc>(allocator: &A, seed: u64, size: Option<usize>) -> Self {
+        match size {
+            Some(size) => Self::of_size(allocator, size),
+            None => Self::new(allocator, seed),
+        }
+    }
+
     fn with_sizes<A: GlobalAlloc>(allocator: &A, sizes: Vec<usize>) -> Self {
         let mut ring = Ring {
             blocks: Vec::with_capacity(LIVE),
@@ -122,10 +131,7 @@ pub fn timed_with<A: GlobalAlloc + Sync>(
             .map(|t| {
                 let start = &start;
                 scope.spawn(move || {
-                    let mut ring = match size {
-                        Some(size) => Ring::of_size(allocator, size),
-                        None => Ring::new(allocator, 0x1234_5678 + t as u64),
-                    };
+                    let mut ring = Ring::new_or_of_size(allocator, 0x1234_5678 + t as u64, size);
                     ring.run(allocator, OPS); // warm the thread's caches and slot
                     start.wait();
                     let began = Instant::now();
