@@ -181,9 +181,9 @@ static OWNED: [AtomicBool; MAX_SLOTS] = [const { AtomicBool::new(false) }; MAX_S
 static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
 static FALLBACK: [Shard; FALLBACK_SHARDS] = [const { Shard::new() }; FALLBACK_SHARDS];
 static FAILED: AtomicU64 = AtomicU64::new(0);
-/// Where `OWNED_SLOT` points while the thread has no slot to count in fast: its gate is
-/// never opened, so the fast path's test fails. Only the gate's cache line is ever
-/// touched (the rest is `.bss` address space).
+/// Where the owned slot pointer (`FastLocals::owned_slot`) points while the thread has no
+/// slot to count in fast: its gate is never opened, so the fast path's test fails. Only
+/// the gate's cache line is ever touched (the rest is `.bss` address space).
 static CLOSED: Shard = Shard::new();
 
 /// States of [`SLOT`] besides a slot index (`0..MAX_SLOTS`).
@@ -194,11 +194,25 @@ const CLAIMING: usize = usize::MAX - 1;
 /// No slot: the table was full, or the slot was given back during thread teardown.
 const SHARED: usize = usize::MAX - 2;
 
+/// The thread-locals an allocation's fast path reads, in one thread-local so that one
+/// TLS address serves both: after the inner allocator's call, the slot's gate and the
+/// countdown are each one instruction away (as two thread-locals, each needs its own
+/// address: one instruction more per allocation).
+pub(super) struct FastLocals {
+    /// The slot this thread owns, or [`CLOSED`]: the only thread-local a free reads.
+    owned_slot: Cell<&'static Shard>,
+    /// Bytes until this thread's next sample: `super::sampler`'s (see `sampler::due`).
+    pub(super) countdown: Cell<i64>,
+}
+
 thread_local! {
-    /// The slot this thread owns, or [`CLOSED`]: the hot path's only thread-local read.
-    /// `const`-initialised, no destructor: a plain TLS load (`mov %fs:…`).
-    static OWNED_SLOT: Cell<&'static Shard> = const { Cell::new(&CLOSED) };
-    /// The slot this thread owns while a task is current (then `OWNED_SLOT` is
+    /// `const`-initialised, no destructor: plain TLS accesses (`mov %fs:…`), usable until
+    /// the thread is gone. The countdown starts at 0, so a thread's first allocation takes
+    /// the sampler's slow path, which seeds its generator and draws the first countdown.
+    pub(super) static FAST: FastLocals = const {
+        FastLocals { owned_slot: Cell::new(&CLOSED), countdown: Cell::new(0) }
+    };
+    /// The slot this thread owns while a task is current (then the owned slot pointer is
     /// [`CLOSED`]): read only when the fast path's test fails.
     static TASK_SLOT: Cell<Option<&'static Shard>> = const { Cell::new(None) };
     /// This thread's slot index or one of the states above; read only off the fast path.
@@ -212,7 +226,7 @@ struct SlotRelease;
 
 impl Drop for SlotRelease {
     fn drop(&mut self) {
-        let _ = OWNED_SLOT.try_with(|owned| owned.set(&CLOSED));
+        let _ = FAST.try_with(|fast| fast.owned_slot.set(&CLOSED));
         let _ = TASK_SLOT.try_with(|owned| owned.set(None));
         let _ = SLOT.try_with(|slot| {
             let index = slot.replace(SHARED);
@@ -240,8 +254,8 @@ fn target() -> Target {
     }
 }
 
-/// Moves this thread's slot pointer between the fast path's `OWNED_SLOT` (no task
-/// current) and `TASK_SLOT` (a task current; `OWNED_SLOT` is then [`CLOSED`]). With a
+/// Moves this thread's slot pointer between the fast path's owned slot pointer (no task
+/// current) and `TASK_SLOT` (a task current; the owned one is then [`CLOSED`]). With a
 /// task current, the fast path's test fails and [`try_record_fast`] falls through to its
 /// task branch, which counts in the same slot and charges the task; with none, the fast
 /// path never looks at tasks at all.
@@ -252,7 +266,7 @@ pub(crate) fn set_task_mode(task: bool) {
         .filter(|&index| index < MAX_SLOTS)
         .map(|index| &SLOTS[index]);
     let (fast, in_task) = if task { (None, slot) } else { (slot, None) };
-    let _ = OWNED_SLOT.try_with(|owned| owned.set(fast.unwrap_or(&CLOSED)));
+    let _ = FAST.try_with(|locals| locals.owned_slot.set(fast.unwrap_or(&CLOSED)));
     let _ = TASK_SLOT.try_with(|owned| owned.set(in_task));
 }
 
@@ -365,8 +379,7 @@ fn add_shared(counter: &AtomicU64, value: u64) {
 #[inline(always)]
 pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
     // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
-    OWNED_SLOT
-        .try_with(Cell::get)
+    FAST.try_with(|fast| fast.owned_slot.get())
         .is_ok_and(|shard| record_exact(shard, event, size, align))
 }
 
@@ -471,13 +484,14 @@ fn add_to_class(shard: &Shard, event: Event, class: usize, size: usize, add: fn(
 #[inline(always)]
 pub(crate) fn try_record_by_class(event: Event, size: usize, align: usize) -> bool {
     // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
-    OWNED_SLOT.try_with(Cell::get).is_ok_and(|shard| {
-        if shard.gate.load(Ordering::Relaxed) == 0 || size <= EXACT_MAX || align > 8 {
-            return false;
-        }
-        add_to_class(shard, event, index_of_above_lookup(size), size, add_owned);
-        true
-    })
+    FAST.try_with(|fast| fast.owned_slot.get())
+        .is_ok_and(|shard| {
+            if shard.gate.load(Ordering::Relaxed) == 0 || size <= EXACT_MAX || align > 8 {
+                return false;
+            }
+            add_to_class(shard, event, index_of_above_lookup(size), size, add_owned);
+            true
+        })
 }
 
 /// Count one successful allocation of `size` requested bytes in `class`.
@@ -570,8 +584,7 @@ pub(crate) fn failures() -> u64 {
 /// Whether this thread's fast path is open: it owns a slot whose gate is open and no task
 /// is current (for tests).
 pub(crate) fn fast_path_open() -> bool {
-    OWNED_SLOT
-        .try_with(|shard| shard.get().gate.load(Ordering::Relaxed) != 0)
+    FAST.try_with(|fast| fast.owned_slot.get().gate.load(Ordering::Relaxed) != 0)
         .unwrap_or(false)
 }
 

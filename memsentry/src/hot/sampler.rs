@@ -99,13 +99,18 @@ static SEED: AtomicU64 = AtomicU64::new(0);
 static SEEDED_THREADS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// Bytes until this thread's next sample. Starts at 0, so the first allocation takes
-    /// the slow path, which seeds the generator and draws the first countdown.
-    static COUNTDOWN: Cell<i64> = const { Cell::new(0) };
     /// xorshift64* state; 0 = not seeded yet.
     static RNG: Cell<u64> = const { Cell::new(0) };
     /// Set while this thread records a sample or reads the table.
     static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` on this thread's countdown: bytes until its next sample, kept beside the
+/// counters' slot pointer (`counters::FastLocals`). Starts at 0, so the first allocation
+/// takes the slow path, which seeds the generator and draws the first countdown.
+#[inline(always)]
+fn with_countdown<R>(f: impl FnOnce(&Cell<i64>) -> R) -> Result<R, std::thread::AccessError> {
+    super::counters::FAST.try_with(|fast| f(&fast.countdown))
 }
 
 /// The current sampling rate.
@@ -119,7 +124,7 @@ pub(crate) fn set_rate(rate: u64) {
     RATE.store(rate, Ordering::Relaxed);
     if RNG.try_with(Cell::get).is_ok_and(|state| state != 0) {
         let countdown = draw(rate);
-        let _ = COUNTDOWN.try_with(|c| c.set(countdown));
+        let _ = with_countdown(|c| c.set(countdown));
     }
 }
 
@@ -136,13 +141,12 @@ pub(crate) fn set_seed(seed: u64) {
 pub(crate) fn due(size: usize) -> bool {
     // A `Layout`'s size is at most `isize::MAX`, so the cast is lossless.
     let size = size as i64;
-    COUNTDOWN
-        .try_with(|countdown| {
-            let left = countdown.get().wrapping_sub(size);
-            countdown.set(left);
-            left < 0
-        })
-        .unwrap_or(false)
+    with_countdown(|countdown| {
+        let left = countdown.get().wrapping_sub(size);
+        countdown.set(left);
+        left < 0
+    })
+    .unwrap_or(false)
 }
 
 /// Whether samples of a request of `size` bytes aligned to `align` are placed.
@@ -307,7 +311,7 @@ impl Guard {
         // already busy would clear the flag its owner still relies on.
         BUSY.try_with(|busy| {
             (!busy.replace(true)).then(|| Guard {
-                countdown: COUNTDOWN.try_with(Cell::get).unwrap_or(0),
+                countdown: with_countdown(Cell::get).unwrap_or(0),
             })
         })
         .ok()
@@ -317,7 +321,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = COUNTDOWN.try_with(|countdown| countdown.set(self.countdown));
+        let _ = with_countdown(|countdown| countdown.set(self.countdown));
         let _ = BUSY.try_with(|busy| busy.set(false));
     }
 }
@@ -328,7 +332,7 @@ impl Drop for Guard {
 pub(crate) fn take_sample(guard: &mut Guard, size: usize) -> Option<u64> {
     let rate = rate();
     let state = RNG.try_with(Cell::get).ok()?;
-    let mut countdown = COUNTDOWN.try_with(Cell::get).ok()?;
+    let mut countdown = with_countdown(Cell::get).ok()?;
     if state == 0 {
         // First look at this thread: seed, draw a countdown, and charge this allocation
         // against it (the process is memoryless: the result is the same in law).
@@ -339,7 +343,7 @@ pub(crate) fn take_sample(guard: &mut Guard, size: usize) -> Option<u64> {
     if countdown < 0 {
         countdown = draw(rate);
     }
-    let _ = COUNTDOWN.try_with(|c| c.set(countdown));
+    let _ = with_countdown(|c| c.set(countdown));
     guard.countdown = countdown;
     sampled.then_some(rate)
 }
@@ -479,8 +483,8 @@ mod tests {
 
     #[test]
     fn allocations_under_the_guard_leave_the_countdown_alone() {
-        let set = |value: i64| COUNTDOWN.with(|c| c.set(value));
-        let get = || COUNTDOWN.with(Cell::get);
+        let set = |value: i64| with_countdown(|c| c.set(value)).unwrap();
+        let get = || with_countdown(Cell::get).unwrap();
         set(1000);
         {
             let _guard = Guard::enter().expect("not busy yet");
