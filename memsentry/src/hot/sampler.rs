@@ -388,7 +388,9 @@ fn seed_thread() -> u64 {
         // No seed set: the clock and this thread's stack address differ between runs
         // and threads.
         let marker = 0u8;
-        seed = now_nanos() ^ (core::ptr::addr_of!(marker) as u64).rotate_left(32);
+        // The fine clock (once per thread): runs started within a tick still differ.
+        seed = clock_nanos(libc::CLOCK_MONOTONIC)
+            ^ (core::ptr::addr_of!(marker) as u64).rotate_left(32);
     }
     let state = splitmix64(seed ^ splitmix64(index));
     if state == 0 { 1 } else { state }
@@ -402,14 +404,25 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Monotonic nanoseconds (`CLOCK_MONOTONIC`): no allocation, no lock (vDSO).
+/// Monotonic nanoseconds, for a sample's time and the "now" its age is taken against:
+/// `CLOCK_MONOTONIC_COARSE`, the time of the last timer tick (a few milliseconds'
+/// resolution, plenty for the age of a live block). The vDSO reads it without the
+/// timestamp counter: ~8 ns where `CLOCK_MONOTONIC` takes ~37 on this project's machine,
+/// and more from cold caches, once per sample (BENCHMARKS.md, "The sample's clock").
+/// No allocation, no lock.
 pub(crate) fn now_nanos() -> u64 {
+    clock_nanos(libc::CLOCK_MONOTONIC_COARSE)
+}
+
+/// Nanoseconds on `clock` (0 if the kernel does not have it).
+fn clock_nanos(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable `timespec`; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: `ts` is a valid, writable `timespec`; an unknown clock only makes the call
+    // fail with EINVAL, leaving `ts` zero.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)

@@ -201,7 +201,8 @@ pub struct Sample {
     /// Blocks still allocated when the profile was taken.
     pub inuse: Estimate,
     /// How long the oldest of those blocks' samples has been alive: a site whose blocks
-    /// only ever get older is a leak candidate. `None` without live samples.
+    /// only ever get older is a leak candidate. `None` without live samples. Read off the
+    /// kernel's coarse monotonic clock: exact to a timer tick (a few milliseconds).
     pub oldest: Option<Duration>,
     /// In a [diff](Profile::diff): the base profile's in-use estimate for this row (zero
     /// if the row was not in the base), so `inuse − base_inuse` is the change. `None` in
