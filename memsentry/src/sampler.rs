@@ -218,9 +218,9 @@ fn stack_shard(hash: u64) -> &'static SpinLock<StackShard> {
 /// hook's and the sampler's, and are skipped.
 #[inline(never)]
 pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task: u32) {
-    let mut frames = [0usize; MAX_FRAMES];
-    let depth = crate::unwind::capture(&mut frames, marker);
-    let frames = &frames[..depth];
+    let mut frames = crate::unwind::Frames::new();
+    crate::unwind::capture(&mut frames, marker);
+    let frames = frames.as_slice();
     let weight = weight(size, rate);
     let hash = hash_frames(frames);
     let stack = {

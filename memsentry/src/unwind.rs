@@ -20,6 +20,7 @@
 //! `crate::sampler`; takes no lock.
 
 use core::cell::Cell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use crate::sampler::MAX_FRAMES;
@@ -93,34 +94,69 @@ pub(crate) fn set(unwinder: Unwinder) {
     MODE.store(mode, Ordering::Relaxed);
 }
 
-/// Captures the calling stack's return addresses, leaf first, into `out`, skipping the
-/// frames at or below `marker` (an address in the frame of the allocator's sampling
-/// hook: the hook's and the sampler's frames). Returns the number captured.
+/// Up to [`MAX_FRAMES`] return addresses, leaf first: a buffer on the sampler's stack
+/// that is never zeroed (a walk fills a dozen of its slots; zeroing all 512 bytes was
+/// ~8% of a sample's time: BENCHMARKS.md, "The sample's clock and frame buffer").
+pub(crate) struct Frames {
+    ips: [MaybeUninit<usize>; MAX_FRAMES],
+    /// The first `len` entries of `ips` are written; `len <= MAX_FRAMES`.
+    len: usize,
+}
+
+impl Frames {
+    pub(crate) const fn new() -> Frames {
+        Frames {
+            ips: [const { MaybeUninit::uninit() }; MAX_FRAMES],
+            len: 0,
+        }
+    }
+
+    /// Appends `ip` if there is room; `false` once the buffer is full (with or without it).
+    #[inline(always)]
+    fn push(&mut self, ip: usize) -> bool {
+        if let Some(slot) = self.ips.get_mut(self.len) {
+            slot.write(ip);
+            self.len += 1;
+        }
+        self.len < MAX_FRAMES
+    }
+
+    /// The addresses captured.
+    pub(crate) fn as_slice(&self) -> &[usize] {
+        // SAFETY: `push` writes an entry before `len` counts it, and `len` only ever grows
+        // that way, up to MAX_FRAMES: the first `len` entries are initialised `usize`s
+        // (`MaybeUninit<usize>` has `usize`'s layout).
+        unsafe { core::slice::from_raw_parts(self.ips.as_ptr().cast::<usize>(), self.len) }
+    }
+}
+
+/// Captures the calling stack's return addresses, leaf first, into `out` (empty),
+/// skipping the frames at or below `marker` (an address in the frame of the allocator's
+/// sampling hook: the hook's and the sampler's frames).
 #[inline(never)]
-pub(crate) fn capture(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
+pub(crate) fn capture(out: &mut Frames, marker: usize) {
     let mode = MODE.load(Ordering::Relaxed);
     if mode == FRAME_POINTERS {
-        let depth = walk_frame_pointers(out, marker);
-        if depth > 0 {
-            return depth;
+        walk_frame_pointers(out, marker);
+        if out.len > 0 {
+            return;
         }
         // Nothing walkable here (an alternate signal stack, no /proc): DWARF this once.
     }
     // One call site for the DWARF walk whatever the mode: its frames, kept when nothing
     // is skipped (`marker` 0), stay the same.
-    let depth = walk_dwarf(out, marker);
+    walk_dwarf(out, marker);
     if mode == CHECKING {
-        check(&out[..depth], marker);
+        check(out.as_slice(), marker);
     }
-    depth
 }
 
 /// Walks frame pointers too and compares with `dwarf`, the DWARF walk's result.
 #[inline(never)]
 fn check(dwarf: &[usize], marker: usize) {
-    let mut fp = [0usize; MAX_FRAMES];
-    let depth = walk_frame_pointers(&mut fp, marker);
-    let next = if agree(&fp[..depth], dwarf) {
+    let mut fp = Frames::new();
+    walk_frame_pointers(&mut fp, marker);
+    let next = if agree(fp.as_slice(), dwarf) {
         if AGREED.fetch_add(1, Ordering::Relaxed) + 1 < CHECKS {
             return;
         }
@@ -140,8 +176,7 @@ fn agree(fp: &[usize], dwarf: &[usize]) -> bool {
 }
 
 /// The DWARF walk: libgcc's unwinder through `backtrace`.
-fn walk_dwarf(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
-    let mut depth = 0;
+fn walk_dwarf(out: &mut Frames, marker: usize) {
     let mut past_sampler = false;
     // SAFETY: `trace_unsynchronized` is unsafe only because some platforms' unwinders
     // (Windows' dbghelp) are not thread-safe; on Linux it calls libgcc's
@@ -164,14 +199,9 @@ fn walk_dwarf(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
             if ip == 0 {
                 return false; // the outermost frame of a thread: nothing above it
             }
-            if let Some(slot) = out.get_mut(depth) {
-                *slot = ip;
-                depth += 1;
-            }
-            depth < MAX_FRAMES
+            out.push(ip)
         });
     }
-    depth
 }
 
 /// The frame-pointer walk. Each frame record is two words at the address its frame
@@ -181,7 +211,7 @@ fn walk_dwarf(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
 /// the return address into its caller, the first frame kept.
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
-fn walk_frame_pointers(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
+fn walk_frame_pointers(out: &mut Frames, marker: usize) {
     let mut fp: usize;
     // SAFETY: reads a register, touches no memory and no flags.
     unsafe {
@@ -192,10 +222,9 @@ fn walk_frame_pointers(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
     // Everything from this frame up to the end of its mapping is mapped. Rounded down to
     // 16 (a no-op: mappings end on a page boundary) so that the loop's tests suffice.
     let Some(top) = mapping_end_of(low).map(|end| end & !15) else {
-        return 0;
+        return;
     };
-    let mut depth = 0;
-    while depth < MAX_FRAMES {
+    loop {
         // A record must lie wholly within [low, top), and on x86-64 a saved frame pointer
         // is 16-byte aligned (the call pushes 8 bytes onto a 16-aligned stack, the push
         // of the caller's frame pointer 8 more). A 16-aligned `fp` below the 16-aligned
@@ -214,20 +243,18 @@ fn walk_frame_pointers(out: &mut [usize; MAX_FRAMES], marker: usize) -> usize {
             if ret == 0 {
                 break;
             }
-            out[depth] = ret;
-            depth += 1;
+            if !out.push(ret) {
+                break; // full
+            }
         }
         // Strictly upwards: a cycle or a garbage pointer below ends the walk.
         low = fp + 16;
         fp = next;
     }
-    depth
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn walk_frame_pointers(_out: &mut [usize; MAX_FRAMES], _marker: usize) -> usize {
-    0
-}
+fn walk_frame_pointers(_out: &mut Frames, _marker: usize) {}
 
 /// The end of the mapping that holds `address`, an address in this thread's stack. The
 /// mapping is read once per thread, and again when `address` lies outside it (the main
@@ -347,6 +374,19 @@ mod tests {
             end - address < 1 << 30,
             "a stack, not the whole address space"
         );
+    }
+
+    #[test]
+    fn frames_keep_what_was_pushed_up_to_their_capacity() {
+        let mut frames = Frames::new();
+        assert!(frames.as_slice().is_empty());
+        for ip in 1..MAX_FRAMES {
+            assert!(frames.push(ip), "room left after {ip}");
+        }
+        assert!(!frames.push(MAX_FRAMES), "the last one fills it");
+        assert!(!frames.push(usize::MAX), "full: dropped");
+        let expected: Vec<usize> = (1..=MAX_FRAMES).collect();
+        assert_eq!(frames.as_slice(), expected.as_slice());
     }
 
     #[test]
