@@ -408,8 +408,8 @@ fn splitmix64(x: u64) -> u64 {
 /// `CLOCK_MONOTONIC_COARSE`, the time of the last timer tick (a few milliseconds'
 /// resolution, plenty for the age of a live block). The vDSO reads it without the
 /// timestamp counter: ~8 ns where `CLOCK_MONOTONIC` takes ~37 on this project's machine,
-/// and more from cold caches, once per sample (BENCHMARKS.md, "The sample's clock and frame buffer").
-/// No allocation, no lock.
+/// and more from cold caches, once per sample (BENCHMARKS.md, "The sample's clock and
+/// frame buffer"). No allocation, no lock.
 pub(crate) fn now_nanos() -> u64 {
     clock_nanos(libc::CLOCK_MONOTONIC_COARSE)
 }
