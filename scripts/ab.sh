@@ -3,6 +3,7 @@
 # one binary (see scripts/ab/main.rs for why one binary). Not part of the test suite.
 #
 #   scripts/ab.sh [REV] [ROUNDS] [THREADS] [SIZE]   (defaults: HEAD, 61, 1, the mix's sizes)
+#   AB_SHAPE=shim scripts/ab.sh …   calls every allocator out of line, as a program does
 #
 # Builds in a scratch directory: REV's memsentry and memsentry-macros, renamed
 # memsentry_old and memsentry-macros-old, beside this tree's memsentry and benches.

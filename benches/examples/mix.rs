@@ -11,20 +11,40 @@
 //!
 //! Variants: `jemalloc`, `memsentry` (default sampling rate), `memsentry_r0` (sampling
 //! off), `memsentry_r1` (every allocation sampled), `memsentry_task` (inside a tracked task),
-//! `memsentry_off` (bookkeeping off).
+//! `memsentry_off` (bookkeeping off). Prefixed with `shim_` (`shim_jemalloc`,
+//! `shim_memsentry_r0`, …), each allocator is called out of line, as a program calls its
+//! global allocator ([`memsentry_benches::global_shim`], declared here in the binary),
+//! instead of inlined into the benchmark's loop; prefixed with `libshim_`, the same with
+//! the shims declared in a library crate (`memsentry_benches`).
 
 use std::process::ExitCode;
 
 use memsentry::MemSentry;
-use memsentry_benches::Ring;
+use memsentry_benches::{LibJemallocShim, LibMemSentryShim, Ring};
 use tikv_jemallocator::Jemalloc;
+
+static JEMALLOC: Jemalloc = Jemalloc;
+static MEMSENTRY: MemSentry = MemSentry::new();
+memsentry_benches::global_shim!(JemallocShim => JEMALLOC);
+memsentry_benches::global_shim!(MemSentryShim => MEMSENTRY);
+
+/// How the allocators are called.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// Directly: inlined into the loop.
+    Direct,
+    /// Out of line, through shims declared in this binary.
+    Shim,
+    /// Out of line, through shims declared in a library crate.
+    LibShim,
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(variant), Some(ops)) = (args.first(), args.get(1).and_then(|n| n.parse().ok()))
     else {
         eprintln!(
-            "usage: mix jemalloc|memsentry|memsentry_r0|memsentry_r1|memsentry_task|memsentry_off OPS [SIZE]"
+            "usage: mix [shim_|libshim_]jemalloc|memsentry|memsentry_r0|memsentry_r1|memsentry_task|memsentry_off OPS [SIZE]"
         );
         return ExitCode::from(2);
     };
@@ -36,30 +56,34 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match variant.as_str() {
-        "jemalloc" => run(&Jemalloc, ops, size),
-        "memsentry" => run(&MemSentry::new(), ops, size),
-        "memsentry_r1" => {
-            memsentry::profile::set_sample_rate(1);
-            run(&MemSentry::new(), ops, size);
-        }
-        "memsentry_r0" => {
-            memsentry::profile::set_sample_rate(0);
-            run(&MemSentry::new(), ops, size);
-        }
-        "memsentry_task" => {
-            // Inside a task: the thread's fast path is off, the slow path charges it.
-            let _scope = memsentry::task::scope("mix");
-            run(&MemSentry::new(), ops, size);
-        }
-        "memsentry_off" => {
-            memsentry::set_enabled(false);
-            run(&MemSentry::new(), ops, size);
-        }
-        other => {
-            eprintln!("mix: unknown variant {other:?}");
+    let (shape, name) = if let Some(name) = variant.strip_prefix("shim_") {
+        (Shape::Shim, name)
+    } else if let Some(name) = variant.strip_prefix("libshim_") {
+        (Shape::LibShim, name)
+    } else {
+        (Shape::Direct, variant.as_str())
+    };
+    // Inside a task (`memsentry_task`): the thread's fast path is off, the task branch
+    // counts and charges it.
+    let mut _scope = None;
+    match name {
+        "jemalloc" | "memsentry" => {}
+        "memsentry_r1" => memsentry::profile::set_sample_rate(1),
+        "memsentry_r0" => memsentry::profile::set_sample_rate(0),
+        "memsentry_task" => _scope = Some(memsentry::task::scope("mix")),
+        "memsentry_off" => memsentry::set_enabled(false),
+        _ => {
+            eprintln!("mix: unknown variant {variant:?}");
             return ExitCode::from(2);
         }
+    }
+    match (name == "jemalloc", shape) {
+        (true, Shape::Direct) => run(&Jemalloc, ops, size),
+        (true, Shape::Shim) => run(&JemallocShim, ops, size),
+        (true, Shape::LibShim) => run(&LibJemallocShim, ops, size),
+        (false, Shape::Direct) => run(&MemSentry::new(), ops, size),
+        (false, Shape::Shim) => run(&MemSentryShim, ops, size),
+        (false, Shape::LibShim) => run(&LibMemSentryShim, ops, size),
     }
     ExitCode::SUCCESS
 }

@@ -111,6 +111,89 @@ impl Ring {
     }
 }
 
+/// Defines a unit struct whose `GlobalAlloc` methods are out-of-line calls to the same
+/// methods of a `static` allocator: the shape in which a program calls its global
+/// allocator. `#[global_allocator]` makes `__rust_alloc` and its siblings functions of
+/// their own over a `static`, and every `Box` or `Vec` calls them; a benchmark that calls
+/// a `GlobalAlloc` directly, as [`Ring::run`] does, lets the compiler inline its fast
+/// path into the loop, where the registers it must keep across the inner allocator's
+/// call are the loop's anyway. Both shapes are measured (BENCHMARKS.md, "The call
+/// shape").
+///
+/// ```
+/// static INNER: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// memsentry_benches::global_shim!(
+///     /// Jemalloc, called as a global allocator is.
+///     pub MyShim => INNER
+/// );
+/// use std::alloc::{GlobalAlloc, Layout};
+///
+/// let layout = Layout::new::<u64>();
+/// // SAFETY: a non-zero layout.
+/// let ptr = unsafe { MyShim.alloc(layout) };
+/// assert!(!ptr.is_null());
+/// // SAFETY: allocated just above, with this layout.
+/// unsafe { MyShim.dealloc(ptr, layout) };
+/// ```
+#[macro_export]
+macro_rules! global_shim {
+    ($(#[$meta:meta])* $vis:vis $name:ident => $global:path) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default)]
+        $vis struct $name;
+
+        // SAFETY: every method forwards to the same method of `$global`, a `GlobalAlloc`,
+        // with the caller's arguments, and returns its result: its guarantees are ours.
+        unsafe impl ::std::alloc::GlobalAlloc for $name {
+            #[inline(never)]
+            unsafe fn alloc(&self, layout: ::std::alloc::Layout) -> *mut u8 {
+                // SAFETY: forwarded from our caller.
+                unsafe { ::std::alloc::GlobalAlloc::alloc(&$global, layout) }
+            }
+
+            #[inline(never)]
+            unsafe fn alloc_zeroed(&self, layout: ::std::alloc::Layout) -> *mut u8 {
+                // SAFETY: forwarded from our caller.
+                unsafe { ::std::alloc::GlobalAlloc::alloc_zeroed(&$global, layout) }
+            }
+
+            #[inline(never)]
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: ::std::alloc::Layout) {
+                // SAFETY: forwarded from our caller.
+                unsafe { ::std::alloc::GlobalAlloc::dealloc(&$global, ptr, layout) }
+            }
+
+            #[inline(never)]
+            unsafe fn realloc(
+                &self,
+                ptr: *mut u8,
+                layout: ::std::alloc::Layout,
+                new_size: usize,
+            ) -> *mut u8 {
+                // SAFETY: forwarded from our caller.
+                unsafe { ::std::alloc::GlobalAlloc::realloc(&$global, ptr, layout, new_size) }
+            }
+        }
+    };
+}
+
+static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static MEMSENTRY: memsentry::MemSentry = memsentry::MemSentry::new();
+
+global_shim!(
+    /// Raw jemalloc, called as a global allocator declared in a *library* crate is.
+    /// Benchmarks declare their usual shims in their own (binary) crate, as most programs
+    /// declare their global allocator: code compiled into a library is position-
+    /// independent, and reaches thread-locals by the general-dynamic model (BENCHMARKS.md,
+    /// "The call shape").
+    pub LibJemallocShim => JEMALLOC
+);
+global_shim!(
+    /// `MemSentry::new()`, called as a global allocator declared in a library crate is
+    /// (see [`LibJemallocShim`]).
+    pub LibMemSentryShim => MEMSENTRY
+);
+
 /// Time for `iters` × [`OPS`] operations on each of `threads` threads run at once: the
 /// slowest thread's time.
 pub fn timed<A: GlobalAlloc + Sync>(allocator: &A, threads: usize, iters: u64) -> Duration {

@@ -12,6 +12,10 @@
 //! ```text
 //! ab [ROUNDS] [THREADS] [SIZE]     (defaults: 61 rounds, 1 thread, the mix's sizes)
 //! ```
+//!
+//! With `AB_SHAPE=shim` in the environment, every allocator (jemalloc too) is called out
+//! of line, as a program calls its global allocator (`memsentry_benches::global_shim`);
+//! by default they are called directly, inlined into the benchmark's loop.
 
 use std::time::Duration;
 
@@ -19,6 +23,15 @@ use memsentry_benches::{
     OPS, interleaved, positive_arg, quartiles, ratios_to_first, timed_with,
 };
 use tikv_jemallocator::Jemalloc;
+
+// All three shims in this crate, so that no version's is placed or compiled differently
+// for being defined elsewhere.
+static JEMALLOC: Jemalloc = Jemalloc;
+static OLD: memsentry_old::MemSentry = memsentry_old::MemSentry::new();
+static NEW: memsentry::MemSentry = memsentry::MemSentry::new();
+memsentry_benches::global_shim!(JemallocShim => JEMALLOC);
+memsentry_benches::global_shim!(OldShim => OLD);
+memsentry_benches::global_shim!(NewShim => NEW);
 
 /// Iterations of 1,000 operations per timed run, as in `paired`.
 const ITERS: u64 = 100;
@@ -46,23 +59,32 @@ const VARIANTS: [Variant; 7] = [
 ];
 
 impl Variant {
-    fn run(self, threads: usize, size: Option<usize>) -> Duration {
+    fn run(self, threads: usize, size: Option<usize>, shim: bool) -> Duration {
         let rate = match self {
             Variant::OldR0 | Variant::NewR0 => 0,
             _ => DEFAULT_RATE,
         };
         let on = !matches!(self, Variant::OldOff | Variant::NewOff);
         match self {
+            Variant::Jemalloc if shim => timed_with(&JemallocShim, threads, ITERS, size),
             Variant::Jemalloc => timed_with(&Jemalloc, threads, ITERS, size),
             Variant::OldR0 | Variant::OldDefault | Variant::OldOff => {
                 memsentry_old::profile::set_sample_rate(rate);
                 memsentry_old::set_enabled(on);
-                timed_with(&memsentry_old::MemSentry::new(), threads, ITERS, size)
+                if shim {
+                    timed_with(&OldShim, threads, ITERS, size)
+                } else {
+                    timed_with(&memsentry_old::MemSentry::new(), threads, ITERS, size)
+                }
             }
             Variant::NewR0 | Variant::NewDefault | Variant::NewOff => {
                 memsentry::profile::set_sample_rate(rate);
                 memsentry::set_enabled(on);
-                timed_with(&memsentry::MemSentry::new(), threads, ITERS, size)
+                if shim {
+                    timed_with(&NewShim, threads, ITERS, size)
+                } else {
+                    timed_with(&memsentry::MemSentry::new(), threads, ITERS, size)
+                }
             }
         }
     }
@@ -84,7 +106,15 @@ fn main() -> std::process::ExitCode {
         Ok(size) => Some(size),
         Err(code) => return code,
     };
-    let times = interleaved(&VARIANTS, rounds, |variant| variant.run(threads, size));
+    let shim = match std::env::var("AB_SHAPE").as_deref() {
+        Err(_) | Ok("direct") => false,
+        Ok("shim") => true,
+        Ok(other) => {
+            eprintln!("ab: AB_SHAPE must be `direct` or `shim`, not {other:?}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let times = interleaved(&VARIANTS, rounds, |variant| variant.run(threads, size, shim));
     let mut ratios = ratios_to_first(&times);
     let mut jemalloc_ns: Vec<f64> = times[0]
         .iter()
@@ -92,7 +122,8 @@ fn main() -> std::process::ExitCode {
         .collect();
     let (_, median, _) = quartiles(&mut jemalloc_ns);
     let sizes = size.map_or("the mix".to_owned(), |size| format!("{size}-byte requests"));
-    println!("{threads} thread(s), {rounds} rounds, {sizes}: jemalloc {median:.1} ns/op");
+    let shape = if shim { "called as a global allocator" } else { "called directly" };
+    println!("{threads} thread(s), {rounds} rounds, {sizes}, {shape}: jemalloc {median:.1} ns/op");
     for (variant, ratios) in VARIANTS.iter().zip(&mut ratios).skip(1) {
         let (low, median, high) = quartiles(ratios);
         println!("  {variant:<12?} median ratio {median:.3}x (IQR {low:.3}-{high:.3})");
