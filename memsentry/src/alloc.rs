@@ -145,6 +145,87 @@ impl<A: GlobalAlloc> MemSentry<A> {
         }
     }
 
+    /// The bookkeeping for `ptr`, which the inner allocator just returned for `layout`
+    /// (null if it refused), and the block to hand out. The fast path inline, everything
+    /// else in calls in tail position, so that only `layout` is kept across the inner
+    /// call (BENCHMARKS.md, "The call shape").
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is null or a live block of `self.inner` allocated with `layout`, not yet
+    /// handed out.
+    #[inline(always)]
+    unsafe fn after_alloc(&self, ptr: *mut u8, layout: Layout, fill: Fill) -> *mut u8 {
+        if !hot::on_alloc_fast(ptr, layout.size(), layout.align()) {
+            if hot::mode::is_off() {
+                return ptr;
+            }
+            if !hot::on_alloc_in_task(ptr, layout.size(), layout.align()) {
+                // SAFETY: forwarded from our caller.
+                return unsafe { Self::alloc_slow(ptr, layout, self, fill) };
+            }
+        }
+        // Counted, so not null.
+        if hot::sampler::due(layout.size()) {
+            // SAFETY: forwarded from our caller; not null.
+            return unsafe { self.sample(ptr, layout, fill) };
+        }
+        ptr
+    }
+
+    /// [`after_alloc`](Self::after_alloc) for what neither its fast path nor the task
+    /// branch counted, with bookkeeping on (or not read yet): a failure, a request or a
+    /// thread the fast counters do not cover.
+    ///
+    /// # Safety
+    ///
+    /// As for `after_alloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(ptr: *mut u8, layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
+        if hot::on_alloc_slow(ptr, layout.size(), layout.align()) {
+            // SAFETY: forwarded from our caller; a block is due only if it is not null.
+            return unsafe { this.sample(ptr, layout, fill) };
+        }
+        ptr
+    }
+
+    /// Frees the block at `ptr` (allocated with `layout`), counted already (or not to be
+    /// counted: bookkeeping off).
+    ///
+    /// # Safety
+    ///
+    /// As for `dealloc`.
+    #[inline(always)]
+    unsafe fn dealloc_counted(&self, ptr: *mut u8, layout: Layout) {
+        if at_placed_offset(ptr) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { Self::dealloc_at_placed_offset(ptr, layout, self) };
+        }
+        // SAFETY: our caller guarantees `ptr` was allocated by this allocator with
+        // `layout`, and it is not a placed sample, so `inner` allocated it with `layout`.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// `dealloc` of a block neither the fast path nor the task branch counted (a request
+    /// or a thread the fast counters do not cover). An associated function with `ptr`
+    /// first, as the other cold paths of `dealloc`, so that the inlined `dealloc` has
+    /// the pointer where the inner free takes it, whichever way it goes.
+    ///
+    /// # Safety
+    ///
+    /// As for `dealloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout, this: &Self) {
+        if hot::on_free_slow(ptr, layout.size(), layout.align()) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { Self::dealloc_at_placed_offset(ptr, layout, this) };
+        }
+        // SAFETY: as in `dealloc_counted`: not a placed sample.
+        unsafe { this.inner.dealloc(ptr, layout) }
+    }
+
     /// Frees the block at `ptr` (allocated with `layout`), which lies where placed
     /// samples do: as the placed sample it is, or as the ordinary block it is.
     ///
@@ -153,15 +234,15 @@ impl<A: GlobalAlloc> MemSentry<A> {
     /// As for `dealloc`.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_at_placed_offset(&self, ptr: *mut u8, layout: Layout) {
+    unsafe fn dealloc_at_placed_offset(ptr: *mut u8, layout: Layout, this: &Self) {
         let holder = hot::take_placed(ptr, layout.size(), layout.align())
             .and_then(|_| placed_layout(layout.size()));
         // SAFETY: a placed sample's block starts PLACED_OFFSET bytes before it and was
         // allocated by `inner` with `holder`; any other block was allocated with `layout`.
         unsafe {
             match holder {
-                Some(holder) => self.inner.dealloc(ptr.sub(PLACED_OFFSET), holder),
-                None => self.inner.dealloc(ptr, layout),
+                Some(holder) => this.inner.dealloc(ptr.sub(PLACED_OFFSET), holder),
+                None => this.inner.dealloc(ptr, layout),
             }
         }
     }
@@ -253,33 +334,33 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemSentry<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: our caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
         let ptr = unsafe { self.inner.alloc(layout) };
-        if hot::on_alloc(ptr, layout.size(), layout.align()) {
-            // SAFETY: a block `inner` just allocated with `layout`.
-            return unsafe { self.sample(ptr, layout, Fill::Uninit) };
-        }
-        ptr
+        // SAFETY: a block `inner` just allocated with `layout` (or null).
+        unsafe { self.after_alloc(ptr, layout, Fill::Uninit) }
     }
 
     #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: our caller upholds `GlobalAlloc::alloc_zeroed`'s contract for `layout`.
         let ptr = unsafe { self.inner.alloc_zeroed(layout) };
-        if hot::on_alloc(ptr, layout.size(), layout.align()) {
-            // SAFETY: a block `inner` just allocated with `layout`.
-            return unsafe { self.sample(ptr, layout, Fill::Zeroed) };
-        }
-        ptr
+        // SAFETY: a block `inner` just allocated with `layout` (or null).
+        unsafe { self.after_alloc(ptr, layout, Fill::Zeroed) }
     }
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if hot::on_free(ptr, layout.size(), layout.align()) {
+        // Every way out is a call in tail position: the fast path keeps nothing across a
+        // call, so it saves no registers (BENCHMARKS.md, "The call shape").
+        if hot::on_free_fast(layout.size(), layout.align()) {
             // SAFETY: forwarded from our caller.
-            return unsafe { self.dealloc_at_placed_offset(ptr, layout) };
+            return unsafe { self.dealloc_counted(ptr, layout) };
         }
-        // SAFETY: our caller guarantees `ptr` was allocated by this allocator with
-        // `layout`, and it is not a placed sample, so `inner` allocated it with `layout`.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        core::hint::cold_path();
+        if hot::on_free_in_task(layout.size(), layout.align()) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { self.dealloc_counted(ptr, layout) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { Self::dealloc_slow(ptr, layout, self) }
     }
 
     #[inline(always)]

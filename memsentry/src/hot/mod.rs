@@ -28,30 +28,49 @@ use crate::sampler::Taken;
 //
 // Sampling needs the inner allocator (a sample of a placeable request is moved to a
 // block of its own), so the entry points only say when to sample or to look further,
-// and `MemSentry` (`crate::alloc`) does it.
+// and `MemSentry` (`crate::alloc`) does it. `MemSentry` calls the pieces so that every
+// call after the fast path's is in tail position: a free's fast path then keeps nothing
+// across a call, an allocation's only the layout across the inner allocator's, and
+// neither saves registers it does not need (BENCHMARKS.md, "The call shape").
 
 /// Bookkeeping for an allocation of `size` bytes aligned to `align` that returned `ptr`
 /// (null: the inner allocator refused). `true`: the sampling countdown ran out, and the
 /// caller must hand the block to `MemSentry::sample` (which may move it).
 #[inline(always)]
 pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) -> bool {
-    if !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align) {
+    if on_alloc_fast(ptr, size, align) {
         return sampler::due(size);
     }
     if mode::is_off() {
         false
-    } else if !ptr.is_null() && counters::try_record_in_task(Event::Alloc, size, align) {
+    } else if on_alloc_in_task(ptr, size, align) {
         sampler::due(size)
     } else {
         on_alloc_slow(ptr, size, align)
     }
 }
 
-/// Everything the fast path of [`on_alloc`] does not handle: the switch off or not read
-/// yet, a failed allocation, a request or thread the fast counters do not cover.
+/// The fast path of [`on_alloc`]: counts a successful common allocation and returns
+/// `true` (then the caller asks [`sampler::due`]); `false`, counting nothing, for
+/// everything else: with bookkeeping off, nothing to do; otherwise
+/// [`on_alloc_in_task`], then [`on_alloc_slow`].
+#[inline(always)]
+pub(crate) fn on_alloc_fast(ptr: *mut u8, size: usize, align: usize) -> bool {
+    !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align)
+}
+
+/// The task branch of [`on_alloc`]: as [`on_alloc_fast`], while a task is current (and
+/// charges the task).
+#[inline(always)]
+pub(crate) fn on_alloc_in_task(ptr: *mut u8, size: usize, align: usize) -> bool {
+    !ptr.is_null() && counters::try_record_in_task(Event::Alloc, size, align)
+}
+
+/// Everything [`on_alloc_fast`] and [`on_alloc_in_task`] do not handle: the switch off or
+/// not read yet, a failed allocation, a request or thread the fast counters do not cover.
 #[cold]
 #[inline(never)]
-fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
+pub(crate) fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
     if !ptr.is_null() && counters::try_record_by_class(Event::Alloc, size, align) {
         return sampler::due(size);
     }
@@ -97,26 +116,30 @@ pub(crate) fn record_sample(ptr: *mut u8, size: usize, rate: u64, marker: usize)
     task::set_current(task);
 }
 
-/// Bookkeeping for freeing the block at `ptr` of `size` bytes aligned to `align`. Runs
-/// *before* the inner free: a sampled block's record must be gone before its address
-/// can be handed out (and sampled) again. `true`: the block may be a placed sample, and
-/// the caller must free it through [`take_placed`].
+/// The fast path of the bookkeeping for a free of `size` bytes aligned to `align`, run
+/// *before* the inner free (a sampled block's record must be gone before its address
+/// can be handed out, and sampled, again): counts it and returns `true`, or returns
+/// `true` with bookkeeping off; `false`, counting nothing, for everything else. After
+/// `true`, a block at the placed offset ([`sampler::at_placed_offset`]) may be a placed
+/// sample, to be freed through [`take_placed`]; after `false`, [`on_free_in_task`], then
+/// [`on_free_slow`].
 #[inline(always)]
-pub(crate) fn on_free(ptr: *mut u8, size: usize, align: usize) -> bool {
-    if counters::try_record_fast(Event::Free, size, align) || mode::is_off() {
-        return sampler::at_placed_offset(ptr);
-    }
-    if counters::try_record_in_task(Event::Free, size, align) {
-        sampler::at_placed_offset(ptr)
-    } else {
-        on_free_slow(ptr, size, align)
-    }
+pub(crate) fn on_free_fast(size: usize, align: usize) -> bool {
+    counters::try_record_fast(Event::Free, size, align) || mode::is_off()
 }
 
-/// Everything the fast path of [`on_free`] does not handle.
-#[cold]
-#[inline(never)]
-fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
+/// The task branch of a free [`on_free_fast`] did not count: `true` when it counted it
+/// (and charged the task); then as after [`on_free_fast`].
+#[inline(always)]
+pub(crate) fn on_free_in_task(size: usize, align: usize) -> bool {
+    counters::try_record_in_task(Event::Free, size, align)
+}
+
+/// Bookkeeping for the free of the block at `ptr` that neither [`on_free_fast`] nor
+/// [`on_free_in_task`] counted. `true`: the block may be a placed sample, and the caller
+/// must free it through [`take_placed`].
+#[inline(always)]
+pub(crate) fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
     // Counted by class: a request over `EXACT_MAX` (= `PLACE_MAX`), never placed.
     let by_class = counters::try_record_by_class(Event::Free, size, align);
     if by_class || (count_free_general(size, align) && !sampler::placeable(size, align)) {
