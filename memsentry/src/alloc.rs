@@ -354,8 +354,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MemSentry<A> {
             // SAFETY: forwarded from our caller.
             return unsafe { self.dealloc_counted(ptr, layout) };
         }
-        core::hint::cold_path();
-        if hot::on_free_in_task(layout.size(), layout.align()) {
+        if hot::on_free_off_or_in_task(layout.size(), layout.align()) {
             // SAFETY: forwarded from our caller.
             return unsafe { self.dealloc_counted(ptr, layout) };
         }

@@ -118,25 +118,24 @@ pub(crate) fn record_sample(ptr: *mut u8, size: usize, rate: u64, marker: usize)
 
 /// The fast path of the bookkeeping for a free of `size` bytes aligned to `align`, run
 /// *before* the inner free (a sampled block's record must be gone before its address
-/// can be handed out, and sampled, again): counts it and returns `true`, or returns
-/// `true` with bookkeeping off; `false`, counting nothing, for everything else. After
-/// `true`, a block at the placed offset ([`sampler::at_placed_offset`]) may be a placed
-/// sample, to be freed through [`take_placed`]; after `false`, [`on_free_in_task`], then
-/// [`on_free_slow`].
+/// can be handed out, and sampled, again): counts it and returns `true`; `false`,
+/// counting nothing, for everything else. After `true`, a block at the placed offset
+/// ([`sampler::at_placed_offset`]) may be a placed sample, to be freed through
+/// [`take_placed`]; after `false`, [`on_free_off_or_in_task`], then [`on_free_slow`].
 #[inline(always)]
 pub(crate) fn on_free_fast(size: usize, align: usize) -> bool {
-    counters::try_record_fast(Event::Free, size, align) || mode::is_off()
+    counters::try_record_fast(Event::Free, size, align)
 }
 
-/// The task branch of a free [`on_free_fast`] did not count: `true` when it counted it
-/// (and charged the task); then as after [`on_free_fast`].
+/// For a free [`on_free_fast`] did not count: `true` with bookkeeping off, or when the
+/// task branch counted it (and charged the task); then as after [`on_free_fast`].
 #[inline(always)]
-pub(crate) fn on_free_in_task(size: usize, align: usize) -> bool {
-    counters::try_record_in_task(Event::Free, size, align)
+pub(crate) fn on_free_off_or_in_task(size: usize, align: usize) -> bool {
+    mode::is_off() || counters::try_record_in_task(Event::Free, size, align)
 }
 
 /// Bookkeeping for the free of the block at `ptr` that neither [`on_free_fast`] nor
-/// [`on_free_in_task`] counted. `true`: the block may be a placed sample, and the caller
+/// [`on_free_off_or_in_task`] took. `true`: the block may be a placed sample, and the caller
 /// must free it through [`take_placed`].
 #[inline(always)]
 pub(crate) fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
