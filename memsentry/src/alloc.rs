@@ -298,14 +298,13 @@ impl<A: GlobalAlloc> MemSentry<A> {
         // SAFETY: our caller upholds `GlobalAlloc::realloc`'s contract for `ptr`, `layout`
         // and `new_size`; `inner` allocated `ptr`.
         let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
-        let due = hot::on_realloc(ptr, taken, new_ptr, layout.size(), new_size, layout.align());
-        if due {
-            // SAFETY: `resized`'s contract is `realloc`'s, forwarded from our caller;
-            // `new_ptr` is a live block of `inner` allocated with that layout, not yet
-            // returned.
-            return unsafe { self.sample(new_ptr, resized(layout, new_size), Fill::Copy) };
+        if !hot::on_realloc_free(ptr, taken, new_ptr, layout.size(), layout.align()) {
+            return new_ptr;
         }
-        new_ptr
+        // SAFETY: `resized`'s contract is `realloc`'s, forwarded from our caller;
+        // `new_ptr` is null or a live block of `inner` allocated with that layout, not
+        // yet returned.
+        unsafe { self.after_alloc(new_ptr, resized(layout, new_size), Fill::Copy) }
     }
 }
 

@@ -33,34 +33,19 @@ use crate::sampler::Taken;
 // across a call, an allocation's only the layout across the inner allocator's, and
 // neither saves registers it does not need (BENCHMARKS.md, "The call shape").
 
-/// Bookkeeping for an allocation of `size` bytes aligned to `align` that returned `ptr`
-/// (null: the inner allocator refused). `true`: the sampling countdown ran out, and the
-/// caller must hand the block to `MemSentry::sample` (which may move it).
-#[inline(always)]
-pub(crate) fn on_alloc(ptr: *mut u8, size: usize, align: usize) -> bool {
-    if on_alloc_fast(ptr, size, align) {
-        return sampler::due(size);
-    }
-    if mode::is_off() {
-        false
-    } else if on_alloc_in_task(ptr, size, align) {
-        sampler::due(size)
-    } else {
-        on_alloc_slow(ptr, size, align)
-    }
-}
-
-/// The fast path of [`on_alloc`]: counts a successful common allocation and returns
-/// `true` (then the caller asks [`sampler::due`]); `false`, counting nothing, for
-/// everything else: with bookkeeping off, nothing to do; otherwise
-/// [`on_alloc_in_task`], then [`on_alloc_slow`].
+/// The fast path of the bookkeeping for an allocation of `size` bytes aligned to `align`
+/// that returned `ptr` (null: the inner allocator refused): counts a successful common
+/// allocation and returns `true` (then the caller asks [`sampler::due`] whether to hand
+/// the block to `MemSentry::sample`); `false`, counting nothing, for everything else:
+/// with bookkeeping off, nothing to do; otherwise [`on_alloc_in_task`], then
+/// [`on_alloc_slow`].
 #[inline(always)]
 pub(crate) fn on_alloc_fast(ptr: *mut u8, size: usize, align: usize) -> bool {
     !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align)
 }
 
-/// The task branch of [`on_alloc`]: as [`on_alloc_fast`], while a task is current (and
-/// charges the task).
+/// The task branch of the bookkeeping for an allocation: as [`on_alloc_fast`], while a
+/// task is current (and charges the task).
 #[inline(always)]
 pub(crate) fn on_alloc_in_task(ptr: *mut u8, size: usize, align: usize) -> bool {
     !ptr.is_null() && counters::try_record_in_task(Event::Alloc, size, align)
@@ -68,6 +53,7 @@ pub(crate) fn on_alloc_in_task(ptr: *mut u8, size: usize, align: usize) -> bool 
 
 /// Everything [`on_alloc_fast`] and [`on_alloc_in_task`] do not handle: the switch off or
 /// not read yet, a failed allocation, a request or thread the fast counters do not cover.
+/// `true`: as after [`on_alloc_fast`], the countdown ran out.
 #[cold]
 #[inline(never)]
 pub(crate) fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
@@ -92,10 +78,10 @@ pub(crate) fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
     sampler::due(size)
 }
 
-/// For [`on_alloc`]'s caller when the countdown ran out: whether to sample this
-/// allocation of `size` bytes, and at which rate; `None` when not, or when this thread is
-/// inside the sampler already (its own allocations are counted, never sampled). While
-/// the returned guard lives, nested allocations are not sampled.
+/// For `MemSentry` when the countdown ran out: whether to sample this allocation of
+/// `size` bytes, and at which rate; `None` when not, or when this thread is inside the
+/// sampler already (its own allocations are counted, never sampled). While the returned
+/// guard lives, nested allocations are not sampled.
 #[inline]
 pub(crate) fn take_sample(size: usize) -> Option<(sampler::Guard, u64)> {
     let mut guard = sampler::Guard::enter()?;
@@ -201,7 +187,7 @@ pub(crate) fn take_placed(ptr: *mut u8, size: usize, align: usize) -> Option<Tak
 
 /// Before a `realloc` of `ptr` (not a placed sample) of `size` bytes aligned to `align`:
 /// takes its sample record out (the old block may be freed by the call), to be put back
-/// by [`on_realloc`] if the call fails.
+/// by [`on_realloc_free`] if the call fails.
 #[inline(always)]
 pub(crate) fn before_realloc(ptr: *mut u8, size: usize, align: usize) -> Option<Taken> {
     if !sampler::placeable(size, align) && !mode::is_off() && sampler::maybe_sampled(ptr) {
@@ -224,28 +210,27 @@ fn take_unless_locked(ptr: *mut u8) -> Option<Taken> {
     crate::sampler::take(ptr as usize)
 }
 
-/// Bookkeeping for a `realloc` of `old_ptr` from `old_size` to `new_size` that returned
-/// `new_ptr`: a free plus an allocation when it succeeded; when it failed, a failure
-/// (and no free), with the old block's sample record, if any, put back. `true`: as for
-/// [`on_alloc`], the new block is due for `MemSentry::sample`.
+/// The free half of the bookkeeping for a `realloc` of `old_ptr` (`old_size` bytes
+/// aligned to `align`) that returned `new_ptr`: when it succeeded, counts the free;
+/// when it failed, puts the old block's sample record, if any, back (no free happened).
+/// `true`: the allocation half is to be done as for `alloc` (which counts a failure as
+/// one); `false` with bookkeeping off.
 #[inline(always)]
-pub(crate) fn on_realloc(
+pub(crate) fn on_realloc_free(
     old_ptr: *mut u8,
     taken: Option<Taken>,
     new_ptr: *mut u8,
     old_size: usize,
-    new_size: usize,
     align: usize,
 ) -> bool {
     if new_ptr.is_null() {
         if let Some(taken) = taken {
             put_back(old_ptr, taken);
         }
-        on_alloc_slow(new_ptr, new_size, align)
-    } else {
-        // The old block's sample, if any, was taken out by `before_realloc`.
-        count_free(old_size, align) && on_alloc(new_ptr, new_size, align)
+        return true;
     }
+    // The old block's sample, if any, was taken out by `before_realloc`.
+    count_free(old_size, align)
 }
 
 /// Counts the free half of moving a placed sample of `size` bytes aligned to `align` in

@@ -115,7 +115,7 @@ const ALLOCATOR_FILES: [&str; 4] = ["hot/", "sampler.rs", "alloc.rs", "unwind.rs
 /// such frames at the leaf end of a stack are trimmed.
 ///
 /// By name, and also by file: a binary built with `debug = "line-tables-only"` names
-/// inlined frames without their path (`on_alloc`, `alloc_impl`), but their files say
+/// inlined frames without their path (`on_alloc_fast`, `alloc_impl`), but their files say
 /// whose code they are.
 fn is_allocator_frame(name: &str, file: &str) -> bool {
     name.contains(SHIM)
