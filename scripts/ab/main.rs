@@ -24,8 +24,9 @@ use memsentry_benches::{
 };
 use tikv_jemallocator::Jemalloc;
 
-// All three shims in this crate, so that no version's is placed or compiled differently
-// for being defined elsewhere.
+// All three shims declared in this binary, as programs declare their allocator: a shim
+// taken from a library crate reads thread-locals by the general-dynamic TLS model, which
+// alone costs ~18 instructions a pair (BENCHMARKS.md, "The call shape").
 static JEMALLOC: Jemalloc = Jemalloc;
 static OLD: memsentry_old::MemSentry = memsentry_old::MemSentry::new();
 static NEW: memsentry::MemSentry = memsentry::MemSentry::new();
