@@ -22,7 +22,9 @@ use crate::hot::sampler::{PLACED_OFFSET, at_placed_offset, placeable, placed_lay
 ///
 /// Every call forwards the caller's `Layout` unchanged, so jemalloc's sized free, `calloc`
 /// for `alloc_zeroed` and in-place `rallocx` all keep working. Null from the inner
-/// allocator is returned as it is, and counted as a failed allocation.
+/// allocator is returned as it is, and counted as a failed allocation. (A request of at
+/// most 4 KiB is counted just before the inner call, and the count taken back if the
+/// call fails: for the length of a failing call, a reader may see one allocation more.)
 ///
 /// The exception is a *sampled* block of a common request (at most 4 KiB, aligned to at
 /// most 16): it is moved to 16 bytes into a page-aligned block of its own (4 KiB, or
@@ -122,12 +124,7 @@ impl<A: GlobalAlloc> MemSentry<A> {
         let holder = placed_layout(layout.size())?;
         // SAFETY: `holder` has a non-zero size. The inner allocator is called directly:
         // the holder is bookkeeping, the caller's allocation was counted by its layout.
-        let base = unsafe {
-            match fill {
-                Fill::Zeroed => self.inner.alloc_zeroed(holder),
-                Fill::Uninit | Fill::Copy => self.inner.alloc(holder),
-            }
-        };
+        let base = unsafe { self.inner_alloc(holder, fill) };
         if base.is_null() {
             return None;
         }
@@ -143,6 +140,113 @@ impl<A: GlobalAlloc> MemSentry<A> {
             self.inner.dealloc(ptr, layout);
             Some(block)
         }
+    }
+
+    /// `alloc` (`fill`: `Uninit`) or `alloc_zeroed` (`Zeroed`) through the inner
+    /// allocator.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::alloc`'s contract for `layout`.
+    #[inline(always)]
+    unsafe fn inner_alloc(&self, layout: Layout, fill: Fill) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        unsafe {
+            match fill {
+                Fill::Zeroed => self.inner.alloc_zeroed(layout),
+                Fill::Uninit | Fill::Copy => self.inner.alloc(layout),
+            }
+        }
+    }
+
+    /// `alloc` and `alloc_zeroed`: the fast path counts ahead of the inner call, so that
+    /// nothing but the returned pointer is needed after it (BENCHMARKS.md, "Counting
+    /// ahead"); everything else is out of line, in tail position.
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::alloc`'s contract for `layout`; `fill` is not `Copy`.
+    #[inline(always)]
+    unsafe fn allocate(&self, layout: Layout, fill: Fill) -> *mut u8 {
+        let ahead = hot::on_alloc_ahead(layout.size(), layout.align());
+        // SAFETY: every arm forwards our caller's contract.
+        unsafe {
+            match ahead {
+                hot::Ahead::Counted => self.allocate_counted(layout, fill),
+                hot::Ahead::Due => Self::allocate_due(layout, self, fill),
+                hot::Ahead::Off => self.inner_alloc(layout, fill),
+                hot::Ahead::Not => Self::allocate_in_task(layout, self, fill),
+            }
+        }
+    }
+
+    /// The inner call for an allocation counted ahead, the count taken back if it fails.
+    ///
+    /// # Safety
+    ///
+    /// As for `allocate`.
+    #[inline(always)]
+    unsafe fn allocate_counted(&self, layout: Layout, fill: Fill) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        let ptr = unsafe { self.inner_alloc(layout, fill) };
+        if ptr.is_null() {
+            // The size noted when counting: `layout` is not kept across the call.
+            hot::on_alloc_ahead_failed(None);
+        }
+        ptr
+    }
+
+    /// [`allocate`](Self::allocate) for what its fast path did not take, with bookkeeping
+    /// on (or not read yet): the task branch, counting ahead as the fast path does, or
+    /// the slow path.
+    ///
+    /// # Safety
+    ///
+    /// As for `allocate`.
+    #[inline(always)]
+    unsafe fn allocate_in_task(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
+        let ahead = hot::on_alloc_ahead_in_task(layout.size(), layout.align());
+        // SAFETY: every arm forwards our caller's contract.
+        unsafe {
+            match ahead {
+                hot::Ahead::Counted => this.allocate_counted(layout, fill),
+                hot::Ahead::Due => Self::allocate_due(layout, this, fill),
+                hot::Ahead::Off | hot::Ahead::Not => Self::allocate_slow(layout, this, fill),
+            }
+        }
+    }
+
+    /// [`allocate`](Self::allocate) when the countdown ran out.
+    ///
+    /// # Safety
+    ///
+    /// As for `allocate`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn allocate_due(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        let ptr = unsafe { this.inner_alloc(layout, fill) };
+        if ptr.is_null() {
+            hot::on_alloc_ahead_failed(Some(layout.size()));
+            return ptr;
+        }
+        // SAFETY: a block `inner` just allocated with `layout`, not yet handed out.
+        unsafe { this.sample(ptr, layout, fill) }
+    }
+
+    /// [`allocate`](Self::allocate) for what neither the fast path nor the task branch
+    /// took: counted after the inner call.
+    ///
+    /// # Safety
+    ///
+    /// As for `allocate`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn allocate_slow(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
+        // SAFETY: forwarded from our caller.
+        let ptr = unsafe { this.inner_alloc(layout, fill) };
+        // SAFETY: a block `inner` just allocated with `layout` (or null).
+        unsafe { Self::alloc_slow(ptr, layout, this, fill) }
     }
 
     /// The bookkeeping for `ptr`, which the inner allocator just returned for `layout`
@@ -331,18 +435,14 @@ unsafe fn resized(layout: Layout, new_size: usize) -> Layout {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for MemSentry<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: our caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
-        let ptr = unsafe { self.inner.alloc(layout) };
-        // SAFETY: a block `inner` just allocated with `layout` (or null).
-        unsafe { self.after_alloc(ptr, layout, Fill::Uninit) }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.allocate(layout, Fill::Uninit) }
     }
 
     #[inline(always)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: our caller upholds `GlobalAlloc::alloc_zeroed`'s contract for `layout`.
-        let ptr = unsafe { self.inner.alloc_zeroed(layout) };
-        // SAFETY: a block `inner` just allocated with `layout` (or null).
-        unsafe { self.after_alloc(ptr, layout, Fill::Zeroed) }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.allocate(layout, Fill::Zeroed) }
     }
 
     #[inline(always)]

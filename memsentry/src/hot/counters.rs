@@ -9,8 +9,9 @@
 //!
 //! A slot holds two kinds of counters:
 //!
-//! - **Per exact size**, for the common request (at most [`EXACT_MAX`] bytes, alignment at
-//!   most 8): one allocation count and one free count per byte size. The fast path is a
+//! - **Per exact size**, for the common request (at most [`EXACT_MAX`] bytes, an
+//!   alignment jemalloc serves by size alone: `size_class::natural`, at most 16 and at
+//!   most the size): one allocation count and one free count per byte size. The fast path is a
 //!   single increment at an address computed from the size; the requested bytes and the
 //!   class are derived when the counters are read (`count × size`, the size's class), so
 //!   they stay exact without a second add or a class lookup per call. 2 × 4,097 × 8 bytes
@@ -35,8 +36,9 @@
 //!
 //! # The gate
 //!
-//! The fast path makes one test before its increment: `size <= gate` (and alignment at
-//! most 8, which folds away when the alignment is a constant, as in `Vec` and `Box`).
+//! The fast path makes one test before its increment: `size <= gate` (and the natural
+//! alignment test, which jemalloc's `GlobalAlloc` makes anyway: the compiler makes it
+//! once for both).
 //! The gate is a word at the head of each slot, read through the thread's slot pointer,
 //! which always points at a slot: the thread's own, or [`CLOSED`], whose gate is 0. It
 //! is [`EXACT_MAX`] in a claimed slot while bookkeeping is on, and 0 otherwise, so that one
@@ -70,7 +72,7 @@ use super::size_class::{
 /// Number of large buckets, which also count their blocks' page-rounding slack.
 const NUM_LARGE: usize = NUM_CLASSES - LARGE_MIN_INDEX;
 
-/// Largest request counted per exact size (with an alignment of at most 8).
+/// Largest request counted per exact size (naturally aligned).
 pub(crate) const EXACT_MAX: usize = 4096;
 /// Entries of a per-exact-size array: sizes `0..=EXACT_MAX`.
 const EXACT_LEN: usize = EXACT_MAX + 1;
@@ -203,6 +205,9 @@ pub(super) struct FastLocals {
     owned_slot: Cell<&'static Shard>,
     /// Bytes until this thread's next sample: `super::sampler`'s (see `sampler::due`).
     pub(super) countdown: Cell<i64>,
+    /// The size of the last allocation [`try_record_alloc_ahead`] counted, for
+    /// [`undo_alloc_ahead`] should the inner allocator refuse it.
+    ahead: Cell<usize>,
 }
 
 thread_local! {
@@ -210,7 +215,7 @@ thread_local! {
     /// the thread is gone. The countdown starts at 0, so a thread's first allocation takes
     /// the sampler's slow path, which seeds its generator and draws the first countdown.
     pub(super) static FAST: FastLocals = const {
-        FastLocals { owned_slot: Cell::new(&CLOSED), countdown: Cell::new(0) }
+        FastLocals { owned_slot: Cell::new(&CLOSED), countdown: Cell::new(0), ahead: Cell::new(0) }
     };
     /// The slot this thread owns while a task is current (then the owned slot pointer is
     /// [`CLOSED`]): read only when the fast path's test fails.
@@ -371,16 +376,64 @@ fn add_shared(counter: &AtomicU64, value: u64) {
     counter.fetch_add(value, Ordering::Release);
 }
 
-/// The fast path: counts a common request (at most [`EXACT_MAX`] bytes, aligned to at
-/// most 8) in the slot this thread owns, one increment, and returns `true`; returns
-/// `false`, counting nothing, for everything else (bookkeeping off or not started, no
-/// slot yet, a task current, other requests), which [`try_record_in_task`] or the
-/// callers' slow paths then handle.
+/// The fast path: counts a common request (at most [`EXACT_MAX`] bytes, naturally
+/// aligned: `size_class::natural`) in the slot this thread owns, one increment, and
+/// returns `true`; returns `false`, counting nothing, for everything else (bookkeeping
+/// off or not started, no slot yet, a task current, other requests), which
+/// [`try_record_in_task`] or the callers' slow paths then handle.
 #[inline(always)]
 pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
     // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
     FAST.try_with(|fast| fast.owned_slot.get())
         .is_ok_and(|shard| record_exact(shard, event, size, align))
+}
+
+/// The fast path for an allocation, *before* the inner allocator's call: counts it as
+/// [`try_record_fast`] does and notes its size for [`undo_alloc_ahead`], in case the
+/// call fails. Counting ahead keeps the size out of the registers the caller must save
+/// across the call (BENCHMARKS.md, "Counting ahead").
+#[inline(always)]
+pub(crate) fn try_record_alloc_ahead(size: usize, align: usize) -> bool {
+    // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
+    FAST.try_with(|fast| {
+        let counted = record_exact(fast.owned_slot.get(), Event::Alloc, size, align);
+        if counted {
+            fast.ahead.set(size);
+        }
+        counted
+    })
+    .unwrap_or(false)
+}
+
+/// [`try_record_in_task`] for an allocation, *before* the inner allocator's call, noting
+/// its size as [`try_record_alloc_ahead`] does.
+#[inline(always)]
+pub(crate) fn try_record_alloc_in_task_ahead(size: usize, align: usize) -> bool {
+    let counted = try_record_in_task(Event::Alloc, size, align);
+    if counted {
+        let _ = FAST.try_with(|fast| fast.ahead.set(size));
+    }
+    counted
+}
+
+/// Takes back the count of an allocation [`try_record_alloc_ahead`] or
+/// [`try_record_alloc_in_task_ahead`] counted and the inner allocator then refused: of
+/// `size` bytes, or (`None`) of the size noted. The slot is the one counted in (the
+/// task's while a task is current, the owned one otherwise): only this thread moves its
+/// slot pointers, and not in between.
+#[inline(always)]
+pub(crate) fn undo_alloc_ahead(size: Option<usize>) {
+    let _ = FAST.try_with(|fast| {
+        let size = size.unwrap_or_else(|| fast.ahead.get());
+        let in_task = TASK_SLOT.try_with(Cell::get).ok().flatten();
+        let slot = in_task.unwrap_or_else(|| fast.owned_slot.get());
+        if let Some(count) = slot.exact_allocations.get(size) {
+            add_owned(count, u64::MAX);
+        }
+        if in_task.is_some() {
+            super::task::uncharge_alloc(size);
+        }
+    });
 }
 
 /// The task branch of the fast path, for when [`try_record_fast`] failed: while a task is
@@ -408,7 +461,7 @@ fn record_exact(shard: &Shard, event: Event, size: usize, align: usize) -> bool 
     // SAFETY: gates are only ever stored from `gate_for`, which returns 0 or EXACT_MAX.
     // (Telling the optimizer so removes a second compare, for the index below.)
     unsafe { core::hint::assert_unchecked(gate <= EXACT_MAX) };
-    if size > gate || align > 8 {
+    if size > gate || !super::size_class::natural(size, align) {
         return false;
     }
     // In bounds: size <= gate <= EXACT_MAX (the compiler sees it and drops the check).
@@ -539,7 +592,7 @@ pub(crate) fn read_into(out: &mut [ClassSums; NUM_CLASSES]) {
             for (size, count) in shard.exact(event).iter().enumerate() {
                 let count = count.load(Ordering::Acquire);
                 if count != 0 {
-                    // Alignment at most 8 never moves a request to another class.
+                    // A natural alignment never moves a request to another class.
                     let sum = &mut sums[index_of_size(size)];
                     sum.0 = sum.0.wrapping_add(count);
                     // `usize` is at most 64 bits on every supported target: lossless.

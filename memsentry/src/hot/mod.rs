@@ -15,23 +15,31 @@ use crate::sampler::Taken;
 // Each entry point below is a short inlined fast path with out-of-line calls for
 // everything else. The fast path is: the thread's slot (one TLS load) lets the request
 // through its gate (one compare with the slot's gate, which is closed while bookkeeping
-// is off, before the thread has a slot, or while a task is current) and the alignment is
-// common (one compare); one single-writer increment; then, on allocation, the sampling
-// countdown (a TLS subtract and a sign test), on free, the placed-sample test (a
-// subtraction and a mask test of the address: `sampler::at_placed_offset`). Whatever
-// fails the gate loads the switch once: off, only the placed-sample test (a placed
-// block must be freed as one, whatever the switch says); otherwise the task branch
-// (`counters::try_record_in_task`), which also charges the task, or the out-of-line slow
-// path. With no task current, task attribution costs the fast path nothing. The slow
-// path first tries the second tier, for requests over 4 KiB from a thread whose gate is
-// open (`counters::try_record_by_class`: the class's cells in the same slot).
+// is off, before the thread has a slot, or while a task is current) and jemalloc serves
+// it by its size alone (`size_class::natural`: the test jemalloc's own `GlobalAlloc`
+// makes, which the compiler then shares); one single-writer increment; then, on
+// allocation, the sampling countdown (a TLS subtract and a sign test), on free, the
+// placed-sample test (a mask and a compare of the address: `sampler::at_placed_offset`).
+// Whatever fails the gate loads the switch once: off, only the placed-sample test (a
+// placed block must be freed as one, whatever the switch says); otherwise the task
+// branch (`counters::try_record_in_task`), which also charges the task, or the
+// out-of-line slow path. With no task current, task attribution costs the fast path
+// nothing. The slow path first tries the second tier, for requests over 4 KiB from a
+// thread whose gate is open (`counters::try_record_by_class`: the class's cells in the
+// same slot).
+//
+// An allocation's fast path and task branch run *before* the inner allocator's call
+// (`on_alloc_ahead`): they count the request and run the countdown ahead, so that after
+// the call nothing but the pointer is needed, and no register is saved across it; the
+// rare failure takes the count back (`on_alloc_ahead_failed`; BENCHMARKS.md, "Counting
+// ahead"). The slow path counts after the call, when it knows whether the call failed.
 //
 // Sampling needs the inner allocator (a sample of a placeable request is moved to a
 // block of its own), so the entry points only say when to sample or to look further,
 // and `MemSentry` (`crate::alloc`) does it. `MemSentry` calls the pieces so that every
 // call after the fast path's is in tail position: a free's fast path then keeps nothing
-// across a call, an allocation's only the layout across the inner allocator's, and
-// neither saves registers it does not need (BENCHMARKS.md, "The call shape").
+// across a call, and neither saves registers it does not need (BENCHMARKS.md, "The call
+// shape").
 
 /// The fast path of the bookkeeping for an allocation of `size` bytes aligned to `align`
 /// that returned `ptr` (null: the inner allocator refused): counts a successful common
@@ -42,6 +50,68 @@ use crate::sampler::Taken;
 #[inline(always)]
 pub(crate) fn on_alloc_fast(ptr: *mut u8, size: usize, align: usize) -> bool {
     !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align)
+}
+
+/// What [`on_alloc_ahead`] did.
+pub(crate) enum Ahead {
+    /// Counted; the caller hands out the block, or calls [`on_alloc_ahead_failed`] if
+    /// there is none.
+    Counted,
+    /// Counted, and the countdown ran out: as `Counted`, and the caller hands the block
+    /// to `MemSentry::sample`.
+    Due,
+    /// Bookkeeping is off: nothing to do.
+    Off,
+    /// Nothing done: the allocation is for [`on_alloc_ahead_in_task`] (after
+    /// `on_alloc_ahead`), or to be counted after the inner call by [`on_alloc_slow`].
+    Not,
+}
+
+/// The fast path of the bookkeeping for an allocation of `size` bytes aligned to `align`,
+/// run *before* the inner allocator's call: counts a common request and runs the
+/// sampling countdown. The call's failure, rare, is then undone by
+/// [`on_alloc_ahead_failed`].
+#[inline(always)]
+pub(crate) fn on_alloc_ahead(size: usize, align: usize) -> Ahead {
+    if !counters::try_record_alloc_ahead(size, align) {
+        return if mode::is_off() {
+            Ahead::Off
+        } else {
+            Ahead::Not
+        };
+    }
+    due_ahead(size)
+}
+
+/// [`on_alloc_ahead`]'s task branch, for when it said `Not`: as [`on_alloc_in_task`],
+/// before the inner call; `Counted`, `Due` or `Not`.
+#[inline(always)]
+pub(crate) fn on_alloc_ahead_in_task(size: usize, align: usize) -> Ahead {
+    if !counters::try_record_alloc_in_task_ahead(size, align) {
+        return Ahead::Not;
+    }
+    due_ahead(size)
+}
+
+/// For an allocation of `size` bytes counted ahead: runs the countdown.
+#[inline(always)]
+fn due_ahead(size: usize) -> Ahead {
+    if sampler::due(size) {
+        Ahead::Due
+    } else {
+        Ahead::Counted
+    }
+}
+
+/// The inner allocator refused an allocation [`on_alloc_ahead`] counted: takes the count
+/// back and counts a failure instead. `size`: the request's, or `None` for the size
+/// noted by `on_alloc_ahead`. (The countdown is not given back: the next sample comes a
+/// little earlier.)
+#[cold]
+#[inline(never)]
+pub(crate) fn on_alloc_ahead_failed(size: Option<usize>) {
+    counters::undo_alloc_ahead(size);
+    counters::record_failure();
 }
 
 /// The task branch of the bookkeeping for an allocation: as [`on_alloc_fast`], while a

@@ -58,6 +58,18 @@ pub(crate) fn charge(event: Event, size: usize) {
     });
 }
 
+/// Takes back a [`charge`] of an allocation of `size` bytes that failed after all.
+#[inline(always)]
+pub(crate) fn uncharge_alloc(size: usize) {
+    let _ = TALLY.try_with(|tally| {
+        if tally.task.get() != 0 {
+            let (count, bytes) = (&tally.allocations, &tally.allocated_bytes);
+            count.set(count.get().wrapping_sub(1));
+            bytes.set(bytes.get().wrapping_sub(size as u64));
+        }
+    });
+}
+
 /// The current task's index (0: none).
 #[inline]
 pub(crate) fn current() -> u32 {
