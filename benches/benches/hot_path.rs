@@ -25,10 +25,7 @@ use memsentry::MemSentry;
 use memsentry_benches::{OPS, timed};
 use tikv_jemallocator::Jemalloc;
 
-static JEMALLOC: Jemalloc = Jemalloc;
-static MEMSENTRY: MemSentry = MemSentry::new();
-memsentry_benches::global_shim!(JemallocShim => JEMALLOC);
-memsentry_benches::global_shim!(MemSentryShim => MEMSENTRY);
+memsentry_benches::jemalloc_and_memsentry_shims!(JemallocShim, MemSentryShim);
 
 /// The group `name` on `threads` threads: `jemalloc` is raw jemalloc, the other variants
 /// `memsentry`, each called as given.

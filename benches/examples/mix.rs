@@ -23,10 +23,7 @@ use memsentry::MemSentry;
 use memsentry_benches::{LibJemallocShim, LibMemSentryShim, Ring};
 use tikv_jemallocator::Jemalloc;
 
-static JEMALLOC: Jemalloc = Jemalloc;
-static MEMSENTRY: MemSentry = MemSentry::new();
-memsentry_benches::global_shim!(JemallocShim => JEMALLOC);
-memsentry_benches::global_shim!(MemSentryShim => MEMSENTRY);
+memsentry_benches::jemalloc_and_memsentry_shims!(JemallocShim, MemSentryShim);
 
 /// How the allocators are called.
 #[derive(Clone, Copy)]

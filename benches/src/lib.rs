@@ -177,21 +177,49 @@ macro_rules! global_shim {
     };
 }
 
-static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-static MEMSENTRY: memsentry::MemSentry = memsentry::MemSentry::new();
+/// Declares, in the calling crate, the pair of shims the benchmarks compare: one over raw
+/// jemalloc and one over `MemSentry::new()` (each over a `static` of its own, named
+/// `JEMALLOC` and `MEMSENTRY`), with the given names, visibility and attributes. Where
+/// they are declared matters: declared in a binary crate, as most programs declare their
+/// global allocator, the thread-locals are reached by `%fs`-relative loads; declared in a
+/// library, by the general-dynamic model (BENCHMARKS.md, "The call shape").
+///
+/// ```
+/// memsentry_benches::jemalloc_and_memsentry_shims!(JemallocShim, MemSentryShim);
+/// use std::alloc::{GlobalAlloc, Layout};
+///
+/// let layout = Layout::new::<[u8; 48]>();
+/// // SAFETY: a non-zero layout, freed with it by the same allocator.
+/// unsafe {
+///     let ptr = MemSentryShim.alloc(layout);
+///     assert!(!ptr.is_null());
+///     MemSentryShim.dealloc(ptr, layout);
+///     JemallocShim.dealloc(JemallocShim.alloc(layout), layout);
+/// }
+/// ```
+#[macro_export]
+macro_rules! jemalloc_and_memsentry_shims {
+    (
+        $(#[$jemalloc_meta:meta])* $jemalloc_vis:vis $jemalloc:ident,
+        $(#[$memsentry_meta:meta])* $memsentry_vis:vis $memsentry:ident $(,)?
+    ) => {
+        static JEMALLOC: ::tikv_jemallocator::Jemalloc = ::tikv_jemallocator::Jemalloc;
+        static MEMSENTRY: ::memsentry::MemSentry = ::memsentry::MemSentry::new();
+        $crate::global_shim!($(#[$jemalloc_meta])* $jemalloc_vis $jemalloc => JEMALLOC);
+        $crate::global_shim!($(#[$memsentry_meta])* $memsentry_vis $memsentry => MEMSENTRY);
+    };
+}
 
-global_shim!(
+jemalloc_and_memsentry_shims!(
     /// Raw jemalloc, called as a global allocator declared in a *library* crate is.
     /// Benchmarks declare their usual shims in their own (binary) crate, as most programs
     /// declare their global allocator: code compiled into a library is position-
     /// independent, and reaches thread-locals by the general-dynamic model (BENCHMARKS.md,
     /// "The call shape").
-    pub LibJemallocShim => JEMALLOC
-);
-global_shim!(
+    pub LibJemallocShim,
     /// `MemSentry::new()`, called as a global allocator declared in a library crate is
     /// (see [`LibJemallocShim`]).
-    pub LibMemSentryShim => MEMSENTRY
+    pub LibMemSentryShim,
 );
 
 /// Time for `iters` × [`OPS`] operations on each of `threads` threads run at once: the
