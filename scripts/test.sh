@@ -11,6 +11,8 @@ cargo fmt --all -- --check
 
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+# The benches' optional library shims (`mix libshim_*`), which the line above leaves out.
+cargo clippy -p memsentry-benches --all-targets --features libshim -- -D warnings
 
 step "tests: unit, integration, end-to-end (runs the demo), benches in test mode"
 # The cgroup test must not skip here: CI runs as root.

@@ -15,12 +15,15 @@
 //! `shim_memsentry_r0`, …), each allocator is called out of line, as a program calls its
 //! global allocator ([`memsentry_benches::global_shim`], declared here in the binary),
 //! instead of inlined into the benchmark's loop; prefixed with `libshim_`, the same with
-//! the shims declared in a library crate (`memsentry_benches`).
+//! the shims declared in a library crate (`memsentry_benches`), which needs
+//! `--features libshim`: a library that instantiates `MemSentry`'s methods lends its
+//! copies of the out-of-line ones (compiled for a library's TLS model) to every binary
+//! that links it, so the other variants are measured without it.
 
 use std::process::ExitCode;
 
 use memsentry::MemSentry;
-use memsentry_benches::{LibJemallocShim, LibMemSentryShim, Ring};
+use memsentry_benches::Ring;
 use tikv_jemallocator::Jemalloc;
 
 memsentry_benches::jemalloc_and_memsentry_shims!(JemallocShim, MemSentryShim);
@@ -77,10 +80,17 @@ fn main() -> ExitCode {
     match (name == "jemalloc", shape) {
         (true, Shape::Direct) => run(&Jemalloc, ops, size),
         (true, Shape::Shim) => run(&JemallocShim, ops, size),
-        (true, Shape::LibShim) => run(&LibJemallocShim, ops, size),
         (false, Shape::Direct) => run(&MemSentry::new(), ops, size),
         (false, Shape::Shim) => run(&MemSentryShim, ops, size),
-        (false, Shape::LibShim) => run(&LibMemSentryShim, ops, size),
+        #[cfg(feature = "libshim")]
+        (true, Shape::LibShim) => run(&memsentry_benches::LibJemallocShim, ops, size),
+        #[cfg(feature = "libshim")]
+        (false, Shape::LibShim) => run(&memsentry_benches::LibMemSentryShim, ops, size),
+        #[cfg(not(feature = "libshim"))]
+        (_, Shape::LibShim) => {
+            eprintln!("mix: the libshim_ variants need `--features libshim`");
+            return ExitCode::from(2);
+        }
     }
     ExitCode::SUCCESS
 }

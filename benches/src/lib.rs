@@ -210,6 +210,11 @@ macro_rules! jemalloc_and_memsentry_shims {
     };
 }
 
+// Only with the `libshim` feature: a library that instantiates `MemSentry`'s methods lends
+// its copies of the out-of-line ones, compiled for a library's TLS model, to every binary
+// that links it (rustc shares generic instances with downstream crates), so that every
+// benchmark would measure them instead of the copies a program compiles for itself.
+#[cfg(feature = "libshim")]
 jemalloc_and_memsentry_shims!(
     /// Raw jemalloc, called as a global allocator declared in a *library* crate is.
     /// Benchmarks declare their usual shims in their own (binary) crate, as most programs
