@@ -175,7 +175,7 @@ impl<A: GlobalAlloc> MemSentry<A> {
                 hot::Ahead::Counted => self.allocate_counted(layout, fill),
                 hot::Ahead::Due => Self::allocate_due(layout, self, fill),
                 hot::Ahead::Off => self.inner_alloc(layout, fill),
-                hot::Ahead::Not => Self::allocate_in_task(layout, self, fill),
+                hot::Ahead::Not => Self::allocate_in_task_or_by_class(layout, self, fill),
             }
         }
     }
@@ -197,15 +197,15 @@ impl<A: GlobalAlloc> MemSentry<A> {
     }
 
     /// [`allocate`](Self::allocate) for what its fast path did not take, with bookkeeping
-    /// on (or not read yet): the task branch, counting ahead as the fast path does, or
-    /// the slow path.
+    /// on (or not read yet): the task branch or the second tier (requests over 4 KiB),
+    /// counting ahead as the fast path does, or the slow path.
     ///
     /// # Safety
     ///
     /// As for `allocate`.
     #[inline(always)]
-    unsafe fn allocate_in_task(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
-        let ahead = hot::on_alloc_ahead_in_task(layout.size(), layout.align());
+    unsafe fn allocate_in_task_or_by_class(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
+        let ahead = hot::on_alloc_ahead_in_task_or_by_class(layout.size(), layout.align());
         // SAFETY: every arm forwards our caller's contract.
         unsafe {
             match ahead {
@@ -319,9 +319,46 @@ impl<A: GlobalAlloc> MemSentry<A> {
     /// # Safety
     ///
     /// As for `dealloc`.
+    ///
+    /// The second tier (a request over 4 KiB from a thread that counts fast) first, with
+    /// every call in tail position, so that it saves no registers.
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout, this: &Self) {
+        if hot::on_free_by_class(layout.size(), layout.align()) {
+            if hot::sampler::maybe_sampled(ptr) {
+                // SAFETY: forwarded from our caller.
+                return unsafe { Self::dealloc_sampled(ptr, layout, this) };
+            }
+            // SAFETY: as in `dealloc_counted`: over 4 KiB, so not a placed sample.
+            return unsafe { this.inner.dealloc(ptr, layout) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { Self::dealloc_general(ptr, layout, this) }
+    }
+
+    /// `dealloc` of a block over 4 KiB that may be a (never placed) sample, counted.
+    ///
+    /// # Safety
+    ///
+    /// As for `dealloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_sampled(ptr: *mut u8, layout: Layout, this: &Self) {
+        hot::forget_sampled(ptr);
+        // SAFETY: as in `dealloc_slow`: not a placed sample.
+        unsafe { this.inner.dealloc(ptr, layout) }
+    }
+
+    /// `dealloc` of a block neither the fast path, the task branch nor the second tier
+    /// counted.
+    ///
+    /// # Safety
+    ///
+    /// As for `dealloc`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_general(ptr: *mut u8, layout: Layout, this: &Self) {
         if hot::on_free_slow(ptr, layout.size(), layout.align()) {
             // SAFETY: forwarded from our caller.
             return unsafe { Self::dealloc_at_placed_offset(ptr, layout, this) };

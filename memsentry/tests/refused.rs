@@ -1,7 +1,8 @@
-//! A small allocation is counted *before* the inner allocator's call (the fast path counts
-//! ahead; see `BENCHMARKS.md`, "Counting ahead"). When the inner allocator then refuses
-//! it, the count must be taken back, on every path that counts ahead: the thread's fast
-//! path, the sampled path (the countdown ran out) and the task branch.
+//! Most allocations are counted *before* the inner allocator's call (the fast path, the
+//! task branch and the second tier count ahead; see `BENCHMARKS.md`, "Counting ahead").
+//! When the inner allocator then refuses one, the count must be taken back, on every
+//! path that counts ahead: the thread's fast path (up to 4 KiB), the second tier (larger
+//! requests), the sampled path (the countdown ran out) and the task branch.
 //!
 //! jemalloc does not refuse a 48-byte request short of exhausting the machine, so the
 //! inner allocator here is [`Refusing`]: jemalloc, except that it returns null while
@@ -62,8 +63,17 @@ unsafe impl GlobalAlloc for Refusing {
     }
 }
 
-/// Requests the fast path counts ahead (at most 4 KiB, naturally aligned).
-const LAYOUTS: [(usize, usize); 4] = [(48, 8), (1, 1), (32, 16), (4096, 8)];
+/// Requests counted ahead: by the fast path (at most 4 KiB, naturally aligned) and by
+/// the second tier (larger, aligned to at most 8; in a task, the slow path).
+const LAYOUTS: [(usize, usize); 7] = [
+    (48, 8),
+    (1, 1),
+    (32, 16),
+    (4096, 8),
+    (8192, 8),
+    (100_000, 1),
+    (isize::MAX as usize - 4095, 8),
+];
 
 /// Asks for every layout of [`LAYOUTS`] through `alloc` and `alloc_zeroed` while the
 /// inner allocator refuses (inside a task named `task`, if any), and checks that each
@@ -101,14 +111,31 @@ fn refused_requests_count_as_failures_only(task: Option<&str>) {
 }
 
 #[test]
-fn refused_small_allocations_count_as_failures_only() {
+fn refused_allocations_count_as_failures_only() {
     // Sampling off: the fast path.
     memsentry::profile::set_sample_rate(0);
     refused_requests_count_as_failures_only(None);
 
-    // Every allocation due: the sampled path counts ahead too.
+    // Every allocation due: the sampled path counts ahead too; and sampling goes on.
     memsentry::profile::set_sample_rate(1);
     refused_requests_count_as_failures_only(None);
+    // The largest request there is: counted against the sampling countdown too, which
+    // must get its bytes back when it fails, or the next request would wrap the
+    // countdown around and this thread would sample nothing more.
+    REFUSE.with(|refuse| refuse.set(true));
+    let largest = Layout::from_size_align(isize::MAX as usize, 1).unwrap();
+    // SAFETY: a non-zero layout; refused.
+    let refused = unsafe { GLOBAL.alloc(largest) };
+    REFUSE.with(|refuse| refuse.set(false));
+    assert!(refused.is_null());
+    let samples_before = memsentry::profile::usage().live_samples;
+    let sampled = std::hint::black_box(Box::new([1u8; 64]));
+    assert_eq!(
+        memsentry::profile::usage().live_samples,
+        samples_before + 1,
+        "sampling stopped after refused requests"
+    );
+    drop(sampled);
     memsentry::profile::set_sample_rate(0);
 
     // Inside a task: the task branch counts ahead, and charges the task.

@@ -409,31 +409,70 @@ pub(crate) fn try_record_alloc_ahead(size: usize, align: usize) -> bool {
 /// its size as [`try_record_alloc_ahead`] does.
 #[inline(always)]
 pub(crate) fn try_record_alloc_in_task_ahead(size: usize, align: usize) -> bool {
-    let counted = try_record_in_task(Event::Alloc, size, align);
+    note_ahead(try_record_in_task(Event::Alloc, size, align), size)
+}
+
+/// [`try_record_by_class`] for an allocation, *before* the inner allocator's call, noting
+/// its size as [`try_record_alloc_ahead`] does.
+#[inline(always)]
+pub(crate) fn try_record_alloc_by_class_ahead(size: usize, align: usize) -> bool {
+    note_ahead(try_record_by_class(Event::Alloc, size, align), size)
+}
+
+/// Notes `size` for [`undo_alloc_ahead`] if `counted`; returns `counted`.
+#[inline(always)]
+fn note_ahead(counted: bool, size: usize) -> bool {
     if counted {
         let _ = FAST.try_with(|fast| fast.ahead.set(size));
     }
     counted
 }
 
-/// Takes back the count of an allocation [`try_record_alloc_ahead`] or
-/// [`try_record_alloc_in_task_ahead`] counted and the inner allocator then refused: of
-/// `size` bytes, or (`None`) of the size noted. The slot is the one counted in (the
-/// task's while a task is current, the owned one otherwise): only this thread moves its
-/// slot pointers, and not in between.
+/// The size the last allocation counted ahead noted (see [`undo_alloc_ahead`]).
 #[inline(always)]
-pub(crate) fn undo_alloc_ahead(size: Option<usize>) {
+pub(crate) fn noted_ahead() -> usize {
+    FAST.try_with(|fast| fast.ahead.get()).unwrap_or(0)
+}
+
+/// Takes back the count of an allocation of `size` bytes counted ahead of the inner
+/// allocator's call ([`try_record_alloc_ahead`], [`try_record_alloc_in_task_ahead`],
+/// [`try_record_alloc_by_class_ahead`]) that the call then refused; without the layout,
+/// the caller finds the size in [`noted_ahead`]. Where it was counted follows from the
+/// size and the task: the task's slot while a task is current, the owned one otherwise
+/// (only this thread moves its slot pointers, and not in between); per exact size up to
+/// [`EXACT_MAX`], by class above.
+///
+/// The note is one word per thread: an inner allocator that allocates through the global
+/// allocator in turn, or a signal handler that allocates, overwrites it, and a failure
+/// of the outer call would then take back the wrong size. (Neither happens with jemalloc:
+/// it never calls back, and allocating in a signal handler is undefined in any case.)
+#[inline(always)]
+pub(crate) fn undo_alloc_ahead(size: usize) {
     let _ = FAST.try_with(|fast| {
-        let size = size.unwrap_or_else(|| fast.ahead.get());
         let in_task = TASK_SLOT.try_with(Cell::get).ok().flatten();
         let slot = in_task.unwrap_or_else(|| fast.owned_slot.get());
         if let Some(count) = slot.exact_allocations.get(size) {
             add_owned(count, u64::MAX);
+        } else {
+            add_to_class(
+                slot,
+                Event::Alloc,
+                index_of_above_lookup(size),
+                size,
+                take_back_owned,
+            );
         }
         if in_task.is_some() {
             super::task::uncharge_alloc(size);
         }
     });
+}
+
+/// Takes `value` back from a counter of a slot this thread owns (single writer): the
+/// inverse of [`add_owned`].
+#[inline(always)]
+fn take_back_owned(counter: &AtomicU64, value: u64) {
+    add_owned(counter, value.wrapping_neg());
 }
 
 /// The task branch of the fast path, for when [`try_record_fast`] failed: while a task is

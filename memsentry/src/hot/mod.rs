@@ -62,7 +62,7 @@ pub(crate) enum Ahead {
     Due,
     /// Bookkeeping is off: nothing to do.
     Off,
-    /// Nothing done: the allocation is for [`on_alloc_ahead_in_task`] (after
+    /// Nothing done: the allocation is for [`on_alloc_ahead_in_task_or_by_class`] (after
     /// `on_alloc_ahead`), or to be counted after the inner call by [`on_alloc_slow`].
     Not,
 }
@@ -83,11 +83,14 @@ pub(crate) fn on_alloc_ahead(size: usize, align: usize) -> Ahead {
     due_ahead(size)
 }
 
-/// [`on_alloc_ahead`]'s task branch, for when it said `Not`: as [`on_alloc_in_task`],
-/// before the inner call; `Counted`, `Due` or `Not`.
+/// [`on_alloc_ahead`]'s task branch and second tier, for when it said `Not`: as
+/// [`on_alloc_in_task`], or for a request over 4 KiB as [`on_alloc_slow`]'s second
+/// tier, before the inner call; `Counted`, `Due` or `Not`.
 #[inline(always)]
-pub(crate) fn on_alloc_ahead_in_task(size: usize, align: usize) -> Ahead {
-    if !counters::try_record_alloc_in_task_ahead(size, align) {
+pub(crate) fn on_alloc_ahead_in_task_or_by_class(size: usize, align: usize) -> Ahead {
+    if !counters::try_record_alloc_in_task_ahead(size, align)
+        && !counters::try_record_alloc_by_class_ahead(size, align)
+    {
         return Ahead::Not;
     }
     due_ahead(size)
@@ -103,14 +106,16 @@ fn due_ahead(size: usize) -> Ahead {
     }
 }
 
-/// The inner allocator refused an allocation [`on_alloc_ahead`] counted: takes the count
-/// back and counts a failure instead. `size`: the request's, or `None` for the size
-/// noted by `on_alloc_ahead`. (The countdown is not given back: the next sample comes a
-/// little earlier.)
+/// The inner allocator refused an allocation [`on_alloc_ahead`] (or
+/// [`on_alloc_ahead_in_task_or_by_class`]) counted: takes the count and the countdown's
+/// bytes back and counts a failure instead, as the slow path counts one. `size`: the
+/// request's, or `None` for the size noted when counting.
 #[cold]
 #[inline(never)]
 pub(crate) fn on_alloc_ahead_failed(size: Option<usize>) {
+    let size = size.unwrap_or_else(counters::noted_ahead);
     counters::undo_alloc_ahead(size);
+    sampler::give_back(size);
     counters::record_failure();
 }
 
@@ -190,16 +195,33 @@ pub(crate) fn on_free_off_or_in_task(size: usize, align: usize) -> bool {
     mode::is_off() || counters::try_record_in_task(Event::Free, size, align)
 }
 
-/// Bookkeeping for the free of the block at `ptr` that neither [`on_free_fast`] nor
-/// [`on_free_off_or_in_task`] took. `true`: the block may be a placed sample, and the caller
-/// must free it through [`take_placed`].
+/// The second tier for a free that neither [`on_free_fast`] nor
+/// [`on_free_off_or_in_task`] took: counts a request over 4 KiB by class
+/// ([`counters::try_record_by_class`]) and returns `true`. Such a block is never placed
+/// (`EXACT_MAX` = `PLACE_MAX`), but may be sampled: the caller asks
+/// [`sampler::maybe_sampled`], and if so calls [`forget_sampled`] before the inner free.
+/// `false`: [`on_free_slow`].
+#[inline(always)]
+pub(crate) fn on_free_by_class(size: usize, align: usize) -> bool {
+    counters::try_record_by_class(Event::Free, size, align)
+}
+
+/// Takes the record of the block at `ptr`, about to be freed and not placed, out of the
+/// live table, if it has one.
+#[cold]
+#[inline(never)]
+pub(crate) fn forget_sampled(ptr: *mut u8) {
+    let _ = take_unless_locked(ptr);
+}
+
+/// Bookkeeping for the free of the block at `ptr` that neither [`on_free_fast`],
+/// [`on_free_off_or_in_task`] nor [`on_free_by_class`] took. `true`: the block may be a
+/// placed sample, and the caller must free it through [`take_placed`].
 #[inline(always)]
 pub(crate) fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
-    // Counted by class: a request over `EXACT_MAX` (= `PLACE_MAX`), never placed.
-    let by_class = counters::try_record_by_class(Event::Free, size, align);
-    if by_class || (count_free_general(size, align) && !sampler::placeable(size, align)) {
+    if count_free_general(size, align) && !sampler::placeable(size, align) {
         if sampler::maybe_sampled(ptr) {
-            let _ = take_unless_locked(ptr);
+            forget_sampled(ptr);
         }
         return false;
     }

@@ -136,7 +136,8 @@ pub(crate) fn set_seed(seed: u64) {
 }
 
 /// Counts `size` allocated bytes against this thread's countdown; `true` when the
-/// allocation may be sampled (the countdown went below zero): call [`on_due`].
+/// allocation may be sampled (the countdown went below zero): the caller hands the block
+/// to `MemSentry::sample`.
 #[inline(always)]
 pub(crate) fn due(size: usize) -> bool {
     // A `Layout`'s size is at most `isize::MAX`, so the cast is lossless.
@@ -147,6 +148,16 @@ pub(crate) fn due(size: usize) -> bool {
         left < 0
     })
     .unwrap_or(false)
+}
+
+/// Gives back to this thread's countdown the `size` bytes [`due`] counted for an
+/// allocation that failed: as if it had not been asked for. (Left counted, a failed
+/// request of nearly `isize::MAX` bytes would push the countdown so far below zero that
+/// the next one wrapped around and this thread sampled nothing more.)
+#[cold]
+pub(crate) fn give_back(size: usize) {
+    // A `Layout`'s size is at most `isize::MAX`, so the cast is lossless.
+    let _ = with_countdown(|countdown| countdown.set(countdown.get().wrapping_add(size as i64)));
 }
 
 /// Whether samples of a request of `size` bytes aligned to `align` are placed.
