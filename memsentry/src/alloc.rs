@@ -22,9 +22,9 @@ use crate::hot::sampler::{PLACED_OFFSET, at_placed_offset, placeable, placed_lay
 ///
 /// Every call forwards the caller's `Layout` unchanged, so jemalloc's sized free, `calloc`
 /// for `alloc_zeroed` and in-place `rallocx` all keep working. Null from the inner
-/// allocator is returned as it is, and counted as a failed allocation. (A request of at
-/// most 4 KiB is counted just before the inner call, and the count taken back if the
-/// call fails: for the length of a failing call, a reader may see one allocation more.)
+/// allocator is returned as it is, and counted as a failed allocation. (Most requests
+/// are counted just before the inner call, and the count taken back if the call fails:
+/// for the length of a failing call, a reader may see one allocation more.)
 ///
 /// The exception is a *sampled* block of a common request (at most 4 KiB, aligned to at
 /// most 16): it is moved to 16 bytes into a page-aligned block of its own (4 KiB, or
@@ -234,8 +234,8 @@ impl<A: GlobalAlloc> MemSentry<A> {
         unsafe { this.sample(ptr, layout, fill) }
     }
 
-    /// [`allocate`](Self::allocate) for what neither the fast path nor the task branch
-    /// took: counted after the inner call.
+    /// [`allocate`](Self::allocate) for what neither the fast path, the task branch nor
+    /// the second tier took: counted after the inner call.
     ///
     /// # Safety
     ///
@@ -250,9 +250,10 @@ impl<A: GlobalAlloc> MemSentry<A> {
     }
 
     /// The bookkeeping for `ptr`, which the inner allocator just returned for `layout`
-    /// (null if it refused), and the block to hand out. The fast path inline, everything
-    /// else in calls in tail position, so that only `layout` is kept across the inner
-    /// call (BENCHMARKS.md, "The call shape").
+    /// (null if it refused), and the block to hand out: `realloc`'s allocation half,
+    /// which counts after the call (`alloc` counts ahead: [`allocate`](Self::allocate)).
+    /// The fast path inline, everything else in calls in tail position (BENCHMARKS.md,
+    /// "The call shape").
     ///
     /// # Safety
     ///
@@ -314,14 +315,13 @@ impl<A: GlobalAlloc> MemSentry<A> {
     /// `dealloc` of a block neither the fast path nor the task branch counted (a request
     /// or a thread the fast counters do not cover). An associated function with `ptr`
     /// first, as the other cold paths of `dealloc`, so that the inlined `dealloc` has
-    /// the pointer where the inner free takes it, whichever way it goes.
+    /// the pointer where the inner free takes it, whichever way it goes. The second tier
+    /// (a request over 4 KiB from a thread that counts fast) first, with every call in
+    /// tail position, so that it saves no registers.
     ///
     /// # Safety
     ///
     /// As for `dealloc`.
-    ///
-    /// The second tier (a request over 4 KiB from a thread that counts fast) first, with
-    /// every call in tail position, so that it saves no registers.
     #[cold]
     #[inline(never)]
     unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout, this: &Self) {

@@ -23,16 +23,16 @@ use crate::sampler::Taken;
 // Whatever fails the gate loads the switch once: off, only the placed-sample test (a
 // placed block must be freed as one, whatever the switch says); otherwise the task
 // branch (`counters::try_record_in_task`), which also charges the task, or the
-// out-of-line slow path. With no task current, task attribution costs the fast path
-// nothing. The slow path first tries the second tier, for requests over 4 KiB from a
-// thread whose gate is open (`counters::try_record_by_class`: the class's cells in the
-// same slot).
+// second tier, for requests over 4 KiB from a thread whose gate is open
+// (`counters::try_record_by_class`: the class's cells in the same slot), or the general
+// slow path. With no task current, task attribution costs the fast path nothing.
 //
-// An allocation's fast path and task branch run *before* the inner allocator's call
-// (`on_alloc_ahead`): they count the request and run the countdown ahead, so that after
-// the call nothing but the pointer is needed, and no register is saved across it; the
-// rare failure takes the count back (`on_alloc_ahead_failed`; BENCHMARKS.md, "Counting
-// ahead"). The slow path counts after the call, when it knows whether the call failed.
+// For an allocation, the fast path, the task branch and the second tier run *before*
+// the inner allocator's call (`on_alloc_ahead`, `on_alloc_ahead_in_task_or_by_class`):
+// they count the request and run the countdown ahead, so that after the call nothing
+// but the pointer is needed, and no register is saved across it; the rare failure takes
+// both back (`on_alloc_ahead_failed`; BENCHMARKS.md, "Counting ahead"). The general
+// slow path counts after the call, when it knows whether the call failed.
 //
 // Sampling needs the inner allocator (a sample of a placeable request is moved to a
 // block of its own), so the entry points only say when to sample or to look further,
@@ -46,7 +46,8 @@ use crate::sampler::Taken;
 /// allocation and returns `true` (then the caller asks [`sampler::due`] whether to hand
 /// the block to `MemSentry::sample`); `false`, counting nothing, for everything else:
 /// with bookkeeping off, nothing to do; otherwise [`on_alloc_in_task`], then
-/// [`on_alloc_slow`].
+/// [`on_alloc_slow`]. For `realloc`, which counts after the call; `alloc` counts ahead
+/// ([`on_alloc_ahead`]).
 #[inline(always)]
 pub(crate) fn on_alloc_fast(ptr: *mut u8, size: usize, align: usize) -> bool {
     !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align)
