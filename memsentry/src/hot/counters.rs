@@ -394,15 +394,7 @@ pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
 /// across the call (BENCHMARKS.md, "Counting ahead").
 #[inline(always)]
 pub(crate) fn try_record_alloc_ahead(size: usize, align: usize) -> bool {
-    // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
-    FAST.try_with(|fast| {
-        let counted = record_exact(fast.owned_slot.get(), Event::Alloc, size, align);
-        if counted {
-            fast.ahead.set(size);
-        }
-        counted
-    })
-    .unwrap_or(false)
+    note_ahead(try_record_fast(Event::Alloc, size, align), size)
 }
 
 /// [`try_record_in_task`] for an allocation, *before* the inner allocator's call, noting

@@ -44,28 +44,34 @@ thread_local! {
 /// Adds one `event` of `size` bytes to the current task's tally, if a task is current.
 #[inline(always)]
 pub(crate) fn charge(event: Event, size: usize) {
-    // A const-initialised block without a destructor: `try_with` cannot fail; should it
-    // ever, the event is not charged (and nothing panics).
-    let _ = TALLY.try_with(|tally| {
-        if tally.task.get() != 0 {
-            let (count, bytes) = match event {
-                Event::Alloc => (&tally.allocations, &tally.allocated_bytes),
-                Event::Free => (&tally.frees, &tally.freed_bytes),
-            };
-            count.set(count.get().wrapping_add(1));
-            bytes.set(bytes.get().wrapping_add(size as u64));
-        }
-    });
+    // `usize` is at most 64 bits on every supported target: lossless.
+    add_to_tally(event, 1, size as u64);
 }
 
 /// Takes back a [`charge`] of an allocation of `size` bytes that failed after all.
 #[inline(always)]
 pub(crate) fn uncharge_alloc(size: usize) {
+    add_to_tally(
+        Event::Alloc,
+        1u64.wrapping_neg(),
+        (size as u64).wrapping_neg(),
+    );
+}
+
+/// Adds `count` and `bytes` (wrapping: a negated value takes back) to the current task's
+/// tally of `event`, if a task is current.
+#[inline(always)]
+fn add_to_tally(event: Event, count: u64, bytes: u64) {
+    // A const-initialised block without a destructor: `try_with` cannot fail; should it
+    // ever, the event is not charged (and nothing panics).
     let _ = TALLY.try_with(|tally| {
         if tally.task.get() != 0 {
-            let (count, bytes) = (&tally.allocations, &tally.allocated_bytes);
-            count.set(count.get().wrapping_sub(1));
-            bytes.set(bytes.get().wrapping_sub(size as u64));
+            let (counter, total) = match event {
+                Event::Alloc => (&tally.allocations, &tally.allocated_bytes),
+                Event::Free => (&tally.frees, &tally.freed_bytes),
+            };
+            counter.set(counter.get().wrapping_add(count));
+            total.set(total.get().wrapping_add(bytes));
         }
     });
 }
