@@ -1,11 +1,14 @@
 //! **[H]** [`MemSentry`], the global allocator: the crate's only `GlobalAlloc` impl.
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::any::TypeId;
 
+use tikv_jemalloc_sys as jemalloc;
 use tikv_jemallocator::Jemalloc;
 
 use crate::hot;
 use crate::hot::sampler::{PLACED_OFFSET, at_placed_offset, placeable, placed_layout};
+use crate::hot::size_class::by_size_alone;
 
 /// A global allocator that counts every allocation and free, per size class, and forwards
 /// to an inner allocator (jemalloc by default).
@@ -38,7 +41,10 @@ use crate::hot::sampler::{PLACED_OFFSET, at_placed_offset, placeable, placed_lay
 ///
 /// # Another inner allocator
 ///
-/// [`MemSentry::with_allocator`] wraps any `GlobalAlloc`. Size classes are always
+/// [`MemSentry::with_allocator`] wraps any `GlobalAlloc` (`'static`, as any global
+/// allocator is). Over jemalloc (the default), requests aligned to at most 8 bytes go to
+/// its C API (`malloc`, `calloc`, `sdallocx`, `realloc`) directly, as tikv-jemallocator
+/// would send them, less its alignment test. Size classes are always
 /// jemalloc's: with another allocator they are a consistent bucketing, not that
 /// allocator's real classes, and [`JemallocStats`](crate::JemallocStats) describe the
 /// (then idle) jemalloc, not it.
@@ -79,7 +85,7 @@ enum Fill {
     Copy,
 }
 
-impl<A: GlobalAlloc> MemSentry<A> {
+impl<A: GlobalAlloc + 'static> MemSentry<A> {
     /// The countdown ran out for the block at `ptr`, allocated with `layout`: maybe
     /// samples it, and returns where the caller's block now is (moved if placed).
     ///
@@ -137,19 +143,34 @@ impl<A: GlobalAlloc> MemSentry<A> {
             if let Fill::Copy = fill {
                 core::ptr::copy_nonoverlapping(ptr, block, layout.size());
             }
-            self.inner.dealloc(ptr, layout);
+            self.inner_dealloc(ptr, layout);
             Some(block)
         }
     }
 
-    /// `alloc` (`fill`: `Uninit`) or `alloc_zeroed` (`Zeroed`) through the inner
-    /// allocator.
+    /// `alloc` (`fill`: `Uninit`, `Copy`) or `alloc_zeroed` (`Zeroed`) through the inner
+    /// allocator: over jemalloc, for a request aligned to at most 8, its `malloc` or
+    /// `calloc` (see [`inner_is_jemalloc`]).
     ///
     /// # Safety
     ///
     /// `GlobalAlloc::alloc`'s contract for `layout`.
     #[inline(always)]
     unsafe fn inner_alloc(&self, layout: Layout, fill: Fill) -> *mut u8 {
+        if inner_is_jemalloc::<A>() && by_size_alone(layout.align()) {
+            // SAFETY: `layout.size()` is non-zero (our caller's contract). jemalloc
+            // returns null or a block of at least that many bytes (zeroed by `calloc`),
+            // aligned to 8 at least (`by_size_alone`), so to `layout.align()`, and of the
+            // class `mallocx` with that alignment would have chosen: `inner_dealloc`
+            // and tikv-jemallocator's `dealloc` both free it.
+            let ptr = unsafe {
+                match fill {
+                    Fill::Zeroed => jemalloc::calloc(1, layout.size()),
+                    Fill::Uninit | Fill::Copy => jemalloc::malloc(layout.size()),
+                }
+            };
+            return ptr.cast();
+        }
         // SAFETY: forwarded from our caller.
         unsafe {
             match fill {
@@ -157,6 +178,44 @@ impl<A: GlobalAlloc> MemSentry<A> {
                 Fill::Uninit | Fill::Copy => self.inner.alloc(layout),
             }
         }
+    }
+
+    /// `dealloc` through the inner allocator: over jemalloc, for a request aligned to at
+    /// most 8, its `sdallocx` without flags (see [`inner_is_jemalloc`]).
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::dealloc`'s contract: `ptr` is a live block of the inner allocator,
+    /// allocated with `layout`.
+    #[inline(always)]
+    unsafe fn inner_dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if inner_is_jemalloc::<A>() && by_size_alone(layout.align()) {
+            // SAFETY: `ptr` is a live jemalloc block allocated with `layout`, by
+            // `inner_alloc`, `inner_realloc` or tikv-jemallocator: in each case its class
+            // is `layout.size()`'s (`by_size_alone`), the size `sdallocx` takes without
+            // flags.
+            return unsafe { jemalloc::sdallocx(ptr.cast(), layout.size(), 0) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// `realloc` through the inner allocator: over jemalloc, for a request aligned to at
+    /// most 8, its `realloc` (see [`inner_is_jemalloc`]).
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::realloc`'s contract; `ptr` is a live block of the inner allocator.
+    #[inline(always)]
+    unsafe fn inner_realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if inner_is_jemalloc::<A>() && by_size_alone(layout.align()) {
+            // SAFETY: `ptr` is a live jemalloc block (see `inner_dealloc`) and `new_size`
+            // is non-zero (our caller's contract); the block returned, if any, is
+            // aligned to 8, and of `new_size`'s class, as in `inner_alloc`.
+            return unsafe { jemalloc::realloc(ptr.cast(), new_size) }.cast();
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.inner.realloc(ptr, layout, new_size) }
     }
 
     /// `alloc` and `alloc_zeroed`: the fast path counts ahead of the inner call, so that
@@ -197,7 +256,8 @@ impl<A: GlobalAlloc> MemSentry<A> {
     }
 
     /// [`allocate`](Self::allocate) for what its fast path did not take, with bookkeeping
-    /// on (or not read yet): the task branch or the second tier (requests over 4 KiB),
+    /// on (or not read yet): the task branch or the second tier (requests over 4 KiB, or
+    /// 16-aligned),
     /// counting ahead as the fast path does, or the slow path.
     ///
     /// # Safety
@@ -309,15 +369,15 @@ impl<A: GlobalAlloc> MemSentry<A> {
         }
         // SAFETY: our caller guarantees `ptr` was allocated by this allocator with
         // `layout`, and it is not a placed sample, so `inner` allocated it with `layout`.
-        unsafe { self.inner.dealloc(ptr, layout) }
+        unsafe { self.inner_dealloc(ptr, layout) }
     }
 
     /// `dealloc` of a block neither the fast path nor the task branch counted (a request
     /// or a thread the fast counters do not cover). An associated function with `ptr`
     /// first, as the other cold paths of `dealloc`, so that the inlined `dealloc` has
     /// the pointer where the inner free takes it, whichever way it goes. The second tier
-    /// (a request over 4 KiB from a thread that counts fast) first, with every call in
-    /// tail position, so that it saves no registers.
+    /// (a request over 4 KiB, or 16-aligned, from a thread that counts fast) first, with
+    /// every call in tail position, so that it saves no registers.
     ///
     /// # Safety
     ///
@@ -326,12 +386,16 @@ impl<A: GlobalAlloc> MemSentry<A> {
     #[inline(never)]
     unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout, this: &Self) {
         if hot::on_free_by_class(layout.size(), layout.align()) {
+            if placeable(layout.size(), layout.align()) {
+                // SAFETY: forwarded from our caller; counted.
+                return unsafe { this.dealloc_counted(ptr, layout) };
+            }
             if hot::sampler::maybe_sampled(ptr) {
                 // SAFETY: forwarded from our caller.
                 return unsafe { Self::dealloc_sampled(ptr, layout, this) };
             }
             // SAFETY: as in `dealloc_counted`: over 4 KiB, so not a placed sample.
-            return unsafe { this.inner.dealloc(ptr, layout) };
+            return unsafe { this.inner_dealloc(ptr, layout) };
         }
         // SAFETY: forwarded from our caller.
         unsafe { Self::dealloc_general(ptr, layout, this) }
@@ -347,7 +411,7 @@ impl<A: GlobalAlloc> MemSentry<A> {
     unsafe fn dealloc_sampled(ptr: *mut u8, layout: Layout, this: &Self) {
         hot::forget_sampled(ptr);
         // SAFETY: as in `dealloc_slow`: not a placed sample.
-        unsafe { this.inner.dealloc(ptr, layout) }
+        unsafe { this.inner_dealloc(ptr, layout) }
     }
 
     /// `dealloc` of a block neither the fast path, the task branch nor the second tier
@@ -364,7 +428,7 @@ impl<A: GlobalAlloc> MemSentry<A> {
             return unsafe { Self::dealloc_at_placed_offset(ptr, layout, this) };
         }
         // SAFETY: as in `dealloc_counted`: not a placed sample.
-        unsafe { this.inner.dealloc(ptr, layout) }
+        unsafe { this.inner_dealloc(ptr, layout) }
     }
 
     /// Frees the block at `ptr` (allocated with `layout`), which lies where placed
@@ -382,8 +446,8 @@ impl<A: GlobalAlloc> MemSentry<A> {
         // allocated by `inner` with `holder`; any other block was allocated with `layout`.
         unsafe {
             match holder {
-                Some(holder) => this.inner.dealloc(ptr.sub(PLACED_OFFSET), holder),
-                None => this.inner.dealloc(ptr, layout),
+                Some(holder) => this.inner_dealloc(ptr.sub(PLACED_OFFSET), holder),
+                None => this.inner_dealloc(ptr, layout),
             }
         }
     }
@@ -422,7 +486,7 @@ impl<A: GlobalAlloc> MemSentry<A> {
         unsafe {
             core::ptr::copy_nonoverlapping(ptr, new_ptr, layout.size().min(new_size));
             if let Some(holder) = holder {
-                self.inner.dealloc(ptr.sub(PLACED_OFFSET), holder);
+                self.inner_dealloc(ptr.sub(PLACED_OFFSET), holder);
             }
         }
         new_ptr
@@ -438,7 +502,7 @@ impl<A: GlobalAlloc> MemSentry<A> {
         let taken = hot::before_realloc(ptr, layout.size(), layout.align());
         // SAFETY: our caller upholds `GlobalAlloc::realloc`'s contract for `ptr`, `layout`
         // and `new_size`; `inner` allocated `ptr`.
-        let new_ptr = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        let new_ptr = unsafe { self.inner_realloc(ptr, layout, new_size) };
         if !hot::on_realloc_free(ptr, taken, new_ptr, layout.size(), layout.align()) {
             return new_ptr;
         }
@@ -447,6 +511,18 @@ impl<A: GlobalAlloc> MemSentry<A> {
         // yet returned.
         unsafe { self.after_alloc(new_ptr, resized(layout, new_size), Fill::Copy) }
     }
+}
+
+/// Whether `A` is jemalloc as this crate links it (`tikv_jemallocator::Jemalloc`, the
+/// default): then a request aligned to at most 8 goes to jemalloc's C API directly
+/// ([`MemSentry::inner_alloc`], `inner_dealloc`, `inner_realloc`). The fast path has
+/// tested `size_class::by_size_alone` already; tikv-jemallocator's `GlobalAlloc` would
+/// test the alignment again (`align <= 16 && align <= size`, three compares) to choose
+/// between the same calls and `mallocx`. A constant once `A` is known: the compiler
+/// keeps one branch.
+#[inline(always)]
+fn inner_is_jemalloc<A: 'static>() -> bool {
+    TypeId::of::<A>() == TypeId::of::<Jemalloc>()
 }
 
 /// `layout` resized to `new_size`, for `realloc`.
@@ -469,7 +545,7 @@ unsafe fn resized(layout: Layout, new_size: usize) -> Layout {
 // guarantees are ours. The bookkeeping around the calls never unwinds (no panicking
 // operation on that path; see `hot`), allocates only when sampling (under the sampler's
 // guard, which keeps it from recursing) and never touches the memory handed out.
-unsafe impl<A: GlobalAlloc> GlobalAlloc for MemSentry<A> {
+unsafe impl<A: GlobalAlloc + 'static> GlobalAlloc for MemSentry<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded from our caller.

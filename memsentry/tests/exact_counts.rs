@@ -75,6 +75,8 @@ fn run_pattern(expected: &mut Expected) {
     let aligned = layout(100, 64);
     let page = layout(3000, 8);
     let large = layout(100_000, 16);
+    // 16-aligned: counted out of the fast path (its second tier), in its size's cell.
+    let wide = layout(48, 16);
     let mut held: [(*mut u8, Layout); 16] = [(std::ptr::null_mut(), small); 16];
     // SAFETY: every layout is non-zero; every block is freed or reallocated with the
     // layout (size) it currently has.
@@ -89,6 +91,10 @@ fn run_pattern(expected: &mut Expected) {
         // alloc_zeroed counts like alloc.
         held[8] = (GLOBAL.alloc_zeroed(page), page);
         expected.alloc(page);
+        held[9] = (GLOBAL.alloc(wide), wide);
+        held[10] = (GLOBAL.alloc_zeroed(wide), wide);
+        expected.alloc(wide);
+        expected.alloc(wide);
         // Free two.
         for i in [0, 3] {
             GLOBAL.dealloc(held[i].0, held[i].1);
@@ -110,11 +116,11 @@ fn run_pattern(expected: &mut Expected) {
         expected.alloc(new);
         held[6] = (shrunk, new);
         // Free the rest except two, which stay live.
-        for i in [1, 2, 5, 6, 7] {
+        for i in [1, 2, 5, 6, 7, 9] {
             GLOBAL.dealloc(held[i].0, held[i].1);
             expected.free(held[i].1);
         }
-        // Held live through the checks: indices 4 (aligned) and 8 (zeroed page).
+        // Held live through the checks: indices 4 (aligned), 8 (zeroed page) and 10.
         std::hint::black_box(&held);
     }
 }
@@ -132,7 +138,7 @@ fn known_pattern_on_one_thread_is_counted_exactly() {
     run_pattern(&mut expected);
     let after = memsentry::totals();
     assert_eq!(after.since(&before), expected.total());
-    assert_eq!(after.live_objects() - before.live_objects(), 2);
+    assert_eq!(after.live_objects() - before.live_objects(), 3);
 
     // Class by class, through snapshots. `snapshot()` reads the counters before it
     // allocates its class table (one `Vec` of known capacity), which the second snapshot

@@ -2,7 +2,7 @@
 //! task branch and the second tier count ahead; see `BENCHMARKS.md`, "Counting ahead").
 //! When the inner allocator then refuses one, the count must be taken back, on every
 //! path that counts ahead: the thread's fast path (up to 4 KiB), the second tier (larger
-//! requests), the sampled path (the countdown ran out) and the task branch.
+//! or 16-aligned requests), the sampled path (the countdown ran out) and the task branch.
 //!
 //! jemalloc does not refuse a 48-byte request short of exhausting the machine, so the
 //! inner allocator here is [`Refusing`]: jemalloc, except that it returns null while
@@ -63,14 +63,15 @@ unsafe impl GlobalAlloc for Refusing {
     }
 }
 
-/// Requests counted ahead: by the fast path (at most 4 KiB, naturally aligned) and by
-/// the second tier (larger, aligned to at most 8; in a task, the slow path).
-const LAYOUTS: [(usize, usize); 7] = [
+/// Requests counted ahead: by the fast path (at most 4 KiB, aligned to at most 8) and by
+/// the second tier (larger, or 16-aligned; in a task, the slow path).
+const LAYOUTS: [(usize, usize); 8] = [
     (48, 8),
     (1, 1),
     (32, 16),
     (4096, 8),
     (8192, 8),
+    (20_000, 16),
     (100_000, 1),
     (isize::MAX as usize - 4095, 8),
 ];

@@ -107,9 +107,80 @@ fn real_blocks_have_the_computed_usable_size() {
 }
 
 #[test]
+fn alignments_up_to_8_never_move_a_request_to_another_class() {
+    // `MemSentry` serves these with jemalloc's `malloc` and frees them with `sdallocx`
+    // without flags, where tikv-jemallocator passes `MALLOCX_ALIGN` below 8 bytes:
+    // both must name the same class.
+    let large = (16..40).map(|lg| (1usize << lg) + 1);
+    for size in (1..=65_536usize).chain(large) {
+        // SAFETY: `nallocx` only computes a size.
+        let by_size = unsafe { tikv_jemalloc_sys::nallocx(size, 0) };
+        for align in [1, 2, 4, 8] {
+            let flag = tikv_jemalloc_sys::MALLOCX_ALIGN(align);
+            // SAFETY: as above.
+            let aligned = unsafe { tikv_jemalloc_sys::nallocx(size, flag) };
+            assert_eq!(aligned, by_size, "size {size}, align {align}");
+        }
+    }
+}
+
+/// Whether the `size` bytes at `ptr` all equal `byte`.
+///
+/// # Safety
+///
+/// `ptr` is valid for reads of `size` initialised bytes.
+unsafe fn holds_only(ptr: *const u8, size: usize, byte: u8) -> bool {
+    // SAFETY: our caller's contract.
+    unsafe { std::slice::from_raw_parts(ptr, size) }
+        .iter()
+        .all(|&b| b == byte)
+}
+
+#[test]
+fn blocks_aligned_to_at_most_8_are_aligned_and_of_their_class() {
+    // jemalloc's own calls serve these (see above): every size of the fast path, through
+    // `alloc`, `alloc_zeroed` and `realloc`, lands aligned and in its class, and is freed.
+    memsentry::profile::set_sample_rate(0);
+    let usable = |ptr: *mut u8| {
+        // SAFETY: `ptr` is a live jemalloc allocation.
+        u64::try_from(unsafe { tikv_jemalloc_sys::malloc_usable_size(ptr.cast()) }).unwrap()
+    };
+    for size in (1..=4096).chain([5000, 20_000, 1 << 20]) {
+        for align in [1, 2, 4, 8] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            let grown = Layout::from_size_align(size * 2 + 1, align).unwrap();
+            // SAFETY: non-zero layouts; each block is written and read within its size,
+            // and freed with the layout it has then.
+            unsafe {
+                let ptr = GLOBAL.alloc(layout);
+                assert!(!ptr.is_null());
+                assert_eq!(ptr as usize % 8, 0, "alignment of {size}/{align}");
+                assert_eq!(usable(ptr), memsentry::size_class(layout), "{size}/{align}");
+                ptr.write_bytes(0x5a, size);
+                let moved = GLOBAL.realloc(ptr, layout, grown.size());
+                assert!(!moved.is_null());
+                assert_eq!(moved as usize % 8, 0, "alignment of {size}/{align} grown");
+                assert_eq!(usable(moved), memsentry::size_class(grown));
+                assert!(holds_only(moved, size, 0x5a), "{size}/{align} moved");
+                GLOBAL.dealloc(moved, grown);
+
+                let zeroed = GLOBAL.alloc_zeroed(layout);
+                assert!(!zeroed.is_null());
+                assert_eq!(usable(zeroed), memsentry::size_class(layout));
+                assert!(holds_only(zeroed, size, 0), "{size}/{align} zeroed");
+                GLOBAL.dealloc(zeroed, layout);
+            }
+        }
+    }
+}
+
+#[test]
 fn alloc_zeroed_zeroes_reused_memory() {
-    for size in [16usize, 100, 4096, 20_000, 300_000] {
-        let layout = Layout::from_size_align(size, 16).unwrap();
+    for (size, align) in [16usize, 100, 4096, 20_000, 300_000]
+        .into_iter()
+        .flat_map(|size| [(size, 8), (size, 16)])
+    {
+        let layout = Layout::from_size_align(size, align).unwrap();
         // Dirty a block, free it, and ask for a zeroed one of the same class: jemalloc
         // hands the dirty block back from its thread cache.
         // SAFETY: non-zero layout; written within bounds, freed with the same layout.
@@ -123,8 +194,7 @@ fn alloc_zeroed_zeroes_reused_memory() {
         unsafe {
             let zeroed = GLOBAL.alloc_zeroed(layout);
             assert!(!zeroed.is_null());
-            let bytes = std::slice::from_raw_parts(zeroed, size);
-            assert!(bytes.iter().all(|&b| b == 0), "{size} bytes not zeroed");
+            assert!(holds_only(zeroed, size, 0), "{size} bytes not zeroed");
             GLOBAL.dealloc(zeroed, layout);
         }
     }

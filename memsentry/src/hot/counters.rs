@@ -9,9 +9,9 @@
 //!
 //! A slot holds two kinds of counters:
 //!
-//! - **Per exact size**, for the common request (at most [`EXACT_MAX`] bytes, an
-//!   alignment jemalloc serves by size alone: `size_class::natural`, at most 16 and at
-//!   most the size): one allocation count and one free count per byte size. The fast path is a
+//! - **Per exact size**, for the common request (at most [`EXACT_MAX`] bytes, aligned to
+//!   at most 8, which jemalloc serves by size alone: `size_class::by_size_alone`): one
+//!   allocation count and one free count per byte size. The fast path is a
 //!   single increment at an address computed from the size; the requested bytes and the
 //!   class are derived when the counters are read (`count × size`, the size's class), so
 //!   they stay exact without a second add or a class lookup per call. 2 × 4,097 × 8 bytes
@@ -19,9 +19,10 @@
 //!   sizes it allocates.
 //! - **Per size class**, for every other request (larger, over-aligned, or counted in a
 //!   shared shard): allocations, requested bytes allocated, frees, requested bytes freed.
-//!   Larger requests with an alignment of at most 8, from a thread whose gate is open,
-//!   take a second tier ([`try_record_by_class`], called out of line): the class comes
-//!   from the size alone, and the cells are the owned slot's, with no other lookup.
+//!   Larger requests aligned to at most 16, from a thread whose gate is open, take a
+//!   second tier ([`try_record_by_class`], called out of line): the class comes from the
+//!   size alone, and the cells are the owned slot's, with no other lookup. (The second
+//!   tier also counts 16-aligned requests of 16 bytes to 4 KiB, in their size's cell.)
 //!
 //! Slots are **never reset**. When a thread exits, a thread-local destructor gives its
 //! slot back, and the next thread to claim it keeps adding to the same monotonic totals.
@@ -36,9 +37,9 @@
 //!
 //! # The gate
 //!
-//! The fast path makes one test before its increment: `size <= gate` (and the natural
-//! alignment test, which jemalloc's `GlobalAlloc` makes anyway: the compiler makes it
-//! once for both).
+//! The fast path makes one test before its increment: `size <= gate` (and the
+//! alignment's, `align <= 8`, after which `MemSentry` calls jemalloc's `malloc` or
+//! `sdallocx` without a test of their own).
 //! The gate is a word at the head of each slot, read through the thread's slot pointer,
 //! which always points at a slot: the thread's own, or [`CLOSED`], whose gate is 0. It
 //! is [`EXACT_MAX`] in a claimed slot while bookkeeping is on, and 0 otherwise, so that one
@@ -66,13 +67,14 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::size_class::{
-    LARGE_MIN_INDEX, NUM_CLASSES, index_of_above_lookup, index_of_size, large_usable, size_of_index,
+    LARGE_MIN_INDEX, NUM_CLASSES, by_size_alone, index_of_above_lookup, index_of_size,
+    large_usable, natural, size_of_index,
 };
 
 /// Number of large buckets, which also count their blocks' page-rounding slack.
 const NUM_LARGE: usize = NUM_CLASSES - LARGE_MIN_INDEX;
 
-/// Largest request counted per exact size (naturally aligned).
+/// Largest request counted per exact size (aligned to at most 8).
 pub(crate) const EXACT_MAX: usize = 4096;
 /// Entries of a per-exact-size array: sizes `0..=EXACT_MAX`.
 const EXACT_LEN: usize = EXACT_MAX + 1;
@@ -376,8 +378,8 @@ fn add_shared(counter: &AtomicU64, value: u64) {
     counter.fetch_add(value, Ordering::Release);
 }
 
-/// The fast path: counts a common request (at most [`EXACT_MAX`] bytes, naturally
-/// aligned: `size_class::natural`) in the slot this thread owns, one increment, and
+/// The fast path: counts a common request (at most [`EXACT_MAX`] bytes, aligned to at
+/// most 8: `size_class::by_size_alone`) in the slot this thread owns, one increment, and
 /// returns `true`; returns `false`, counting nothing, for everything else (bookkeeping
 /// off or not started, no slot yet, a task current, other requests), which
 /// [`try_record_in_task`] or the callers' slow paths then handle.
@@ -492,7 +494,7 @@ fn record_exact(shard: &Shard, event: Event, size: usize, align: usize) -> bool 
     // SAFETY: gates are only ever stored from `gate_for`, which returns 0 or EXACT_MAX.
     // (Telling the optimizer so removes a second compare, for the index below.)
     unsafe { core::hint::assert_unchecked(gate <= EXACT_MAX) };
-    if size > gate || !super::size_class::natural(size, align) {
+    if size > gate || !by_size_alone(align) {
         return false;
     }
     // In bounds: size <= gate <= EXACT_MAX (the compiler sees it and drops the check).
@@ -559,21 +561,27 @@ fn add_to_class(shard: &Shard, event: Event, class: usize, size: usize, add: fn(
 }
 
 /// The second tier of the fast path, for the callers' out-of-line paths: counts a
-/// request of more than [`EXACT_MAX`] bytes aligned to at most 8 in its class's cells of
-/// the slot this thread owns, when its gate is open (as [`try_record_fast`]), and returns
-/// `true`; `false`, counting nothing, for anything else. The class comes from the size
-/// alone (the alignment cannot move it: a 64-entry table up to 64 KiB, arithmetic above),
-/// so this skips the general path's slot lookup (`target`) and class lookup
-/// (`size_class::index_of`): ~25 instead of ~100 instructions a call.
+/// request the fast path leaves that jemalloc still serves by size
+/// (`size_class::natural`: more than [`EXACT_MAX`] bytes aligned to at most 16, or 16-byte
+/// aligned ones of at least 16 bytes) in the slot this thread owns, when its gate is open
+/// (as [`try_record_fast`]), and returns `true`; `false`, counting nothing, for anything
+/// else. Up to [`EXACT_MAX`] bytes the count goes to the size's cell as the fast path's
+/// does; above, to its class's cells, the class from the size alone (a 64-entry table up
+/// to 64 KiB, arithmetic above). This skips the general path's slot lookup (`target`)
+/// and class lookup (`size_class::index_of`): ~25 instead of ~100 instructions a call.
 #[inline(always)]
 pub(crate) fn try_record_by_class(event: Event, size: usize, align: usize) -> bool {
     // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
     FAST.try_with(|fast| fast.owned_slot.get())
         .is_ok_and(|shard| {
-            if shard.gate.load(Ordering::Relaxed) == 0 || size <= EXACT_MAX || align > 8 {
+            if shard.gate.load(Ordering::Relaxed) == 0 || !natural(size, align) {
                 return false;
             }
-            add_to_class(shard, event, index_of_above_lookup(size), size, add_owned);
+            if size > EXACT_MAX {
+                add_to_class(shard, event, index_of_above_lookup(size), size, add_owned);
+            } else {
+                add_owned(&shard.exact(event)[size], 1);
+            }
             true
         })
 }
@@ -623,7 +631,7 @@ pub(crate) fn read_into(out: &mut [ClassSums; NUM_CLASSES]) {
             for (size, count) in shard.exact(event).iter().enumerate() {
                 let count = count.load(Ordering::Acquire);
                 if count != 0 {
-                    // A natural alignment never moves a request to another class.
+                    // An alignment of at most 8 never moves a request to another class.
                     let sum = &mut sums[index_of_size(size)];
                     sum.0 = sum.0.wrapping_add(count);
                     // `usize` is at most 64 bits on every supported target: lossless.

@@ -16,16 +16,16 @@ use crate::sampler::Taken;
 // everything else. The fast path is: the thread's slot (one TLS load) lets the request
 // through its gate (one compare with the slot's gate, which is closed while bookkeeping
 // is off, before the thread has a slot, or while a task is current) and jemalloc serves
-// it by its size alone (`size_class::natural`: the test jemalloc's own `GlobalAlloc`
-// makes, which the compiler then shares); one single-writer increment; then, on
+// it by its size alone (`size_class::by_size_alone`: aligned to at most 8; `MemSentry`
+// then calls jemalloc's C API with no test of its own); one single-writer increment; then, on
 // allocation, the sampling countdown (a TLS subtract and a sign test), on free, the
 // placed-sample test (a mask and a compare of the address: `sampler::at_placed_offset`).
 // Whatever fails the gate loads the switch once: off, only the placed-sample test (a
 // placed block must be freed as one, whatever the switch says); otherwise the task
 // branch (`counters::try_record_in_task`), which also charges the task, or the
-// second tier, for requests over 4 KiB from a thread whose gate is open
-// (`counters::try_record_by_class`: the class's cells in the same slot), or the general
-// slow path. With no task current, task attribution costs the fast path nothing.
+// second tier, for requests over 4 KiB (or 16-aligned ones) from a thread whose gate is
+// open (`counters::try_record_by_class`: the same slot's cells), or the general slow
+// path. With no task current, task attribution costs the fast path nothing.
 //
 // For an allocation, the fast path, the task branch and the second tier run *before*
 // the inner allocator's call (`on_alloc_ahead`, `on_alloc_ahead_in_task_or_by_class`):
@@ -85,8 +85,8 @@ pub(crate) fn on_alloc_ahead(size: usize, align: usize) -> Ahead {
 }
 
 /// [`on_alloc_ahead`]'s task branch and second tier, for when it said `Not`: as
-/// [`on_alloc_in_task`], or for a request over 4 KiB as [`on_alloc_slow`]'s second
-/// tier, before the inner call; `Counted`, `Due` or `Not`.
+/// [`on_alloc_in_task`], or for a request over 4 KiB (or 16-aligned) as
+/// [`on_alloc_slow`]'s second tier, before the inner call; `Counted`, `Due` or `Not`.
 #[inline(always)]
 pub(crate) fn on_alloc_ahead_in_task_or_by_class(size: usize, align: usize) -> Ahead {
     if !counters::try_record_alloc_in_task_ahead(size, align)
@@ -197,9 +197,10 @@ pub(crate) fn on_free_off_or_in_task(size: usize, align: usize) -> bool {
 }
 
 /// The second tier for a free that neither [`on_free_fast`] nor
-/// [`on_free_off_or_in_task`] took: counts a request over 4 KiB by class
-/// ([`counters::try_record_by_class`]) and returns `true`. Such a block is never placed
-/// (`EXACT_MAX` = `PLACE_MAX`), but may be sampled: the caller asks
+/// [`on_free_off_or_in_task`] took: counts a request over 4 KiB (or 16-aligned) by class
+/// ([`counters::try_record_by_class`]) and returns `true`. Then a placeable block (a
+/// 16-aligned one of at most 4 KiB) is freed as after [`on_free_fast`]; a larger one is
+/// never placed (`EXACT_MAX` = `PLACE_MAX`), but may be sampled: the caller asks
 /// [`sampler::maybe_sampled`], and if so calls [`forget_sampled`] before the inner free.
 /// `false`: [`on_free_slow`].
 #[inline(always)]

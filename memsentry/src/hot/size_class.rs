@@ -152,12 +152,24 @@ pub(crate) fn index_of_above_lookup(size: usize) -> usize {
     }
 }
 
-/// Whether jemalloc serves a request of `size` bytes aligned to `align` by its size
-/// alone (`malloc`, `sdallocx` without flags): its class is then `index_of_size(size)`,
-/// since every class from 16 bytes up is a multiple of 16 and 8 is a multiple of any
-/// smaller alignment. The same test as `tikv_jemallocator`'s (its `layout_to_flags`,
-/// with `max_align_t`'s 16 on x86-64 and aarch64), so that where both are inlined the
-/// compiler makes it once: the fast path then costs jemalloc no test of its own.
+/// Whether jemalloc serves a request aligned to `align` by its size alone, whatever the
+/// size: `align <= 8`. Its smallest class is 8 bytes and every class is a multiple of 8
+/// (small blocks lie at multiples of their class from a page boundary, large ones on
+/// pages), so `malloc(size)` is aligned to 8, its class is `index_of_size(size)`, and
+/// `sdallocx(ptr, size, 0)` frees it, however it was allocated. One compare, where
+/// tikv-jemallocator's test (`align <= 16 && align <= size`, for `malloc` or `mallocx`)
+/// takes three: `MemSentry`'s fast path makes this one and calls jemalloc's C API
+/// itself (`crate::alloc`).
+#[inline(always)]
+pub(crate) const fn by_size_alone(align: usize) -> bool {
+    align <= 1 << LG_TINY_MIN
+}
+
+/// Whether tikv-jemallocator serves a request of `size` bytes aligned to `align` with
+/// plain `malloc` (its `layout_to_flags`, with `max_align_t`'s 16 on x86-64 and
+/// aarch64): its class is then `index_of_size(size)`, since every class from 16 bytes
+/// up is a multiple of 16 and 8 is a multiple of any smaller alignment. Wider than
+/// [`by_size_alone`] by the 16-aligned requests of at least 16 bytes.
 #[inline(always)]
 pub(crate) const fn natural(size: usize, align: usize) -> bool {
     align <= 1 << LG_QUANTUM && align <= size
@@ -171,7 +183,7 @@ pub(crate) const fn natural(size: usize, align: usize) -> bool {
 /// which stays within the class); two compares instead of three.
 #[inline(always)]
 pub(crate) fn index_of_common(size: usize, align: usize) -> Option<usize> {
-    if align <= 8 && size <= LOOKUP_MAX {
+    if by_size_alone(align) && size <= LOOKUP_MAX {
         // In bounds: (4096 + 7) >> 3 = 512, the table's last index.
         Some(usize::from(LOOKUP[(size + 7) >> 3]))
     } else {
@@ -252,12 +264,19 @@ mod tests {
     }
 
     #[test]
-    fn natural_requests_keep_their_sizes_class() {
-        let mut natural_seen = 0;
-        for size in 1..=4096 {
+    fn requests_served_by_size_keep_their_sizes_class() {
+        let (mut by_size, mut natural_seen) = (0, 0);
+        let large = [
+            LARGE_MINCLASS - 1,
+            LARGE_MINCLASS + 1,
+            1 << 20,
+            (1 << 30) + 3,
+        ];
+        for size in (1..=SMALL_MAXCLASS + 4096).chain(large) {
             for align in (0..=12).map(|shift| 1usize << shift) {
-                if natural(size, align) {
-                    natural_seen += 1;
+                by_size += usize::from(by_size_alone(align));
+                natural_seen += usize::from(natural(size, align));
+                if by_size_alone(align) || natural(size, align) {
                     assert_eq!(
                         index_of(size, align),
                         index_of_size(size),
@@ -266,8 +285,10 @@ mod tests {
                 }
             }
         }
-        // Alignments 1 to 16 for every size from 16 up, fewer below.
-        assert!(natural_seen > 4 * 4000, "{natural_seen}");
+        // Alignments 1 to 8 for every size; natural: 1 to 16 from 16 bytes up, fewer below.
+        let sizes = SMALL_MAXCLASS + 4096 + 4;
+        assert_eq!(by_size, 4 * sizes);
+        assert!(natural_seen > 5 * (sizes - 16), "{natural_seen}");
     }
 
     #[test]
