@@ -495,6 +495,10 @@ fn record_exact(shard: &Shard, event: Event, size: usize, align: usize) -> bool 
     // (Telling the optimizer so removes a second compare, for the index below.)
     unsafe { core::hint::assert_unchecked(gate <= EXACT_MAX) };
     if size > gate || !by_size_alone(align) {
+        // Without it, inlined into a loop, the compiler lays the fast paths out as taken
+        // jumps to calls they share with the other ways (BENCHMARKS.md, "jemalloc's own
+        // calls"); through a shim the code is the same either way.
+        core::hint::cold_path();
         return false;
     }
     // In bounds: size <= gate <= EXACT_MAX (the compiler sees it and drops the check).
