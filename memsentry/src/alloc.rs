@@ -257,8 +257,7 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
 
     /// [`allocate`](Self::allocate) for what its fast path did not take, with bookkeeping
     /// on (or not read yet): the task branch or the second tier (requests over 4 KiB, or
-    /// 16-aligned),
-    /// counting ahead as the fast path does, or the slow path.
+    /// 16-aligned), counting ahead as the fast path does, or the slow path.
     ///
     /// # Safety
     ///
@@ -538,13 +537,16 @@ unsafe fn resized(layout: Layout, new_size: usize) -> Layout {
 }
 
 // SAFETY: every method forwards to `A`, a `GlobalAlloc`, with the caller's arguments
-// unchanged and returns its result unchanged, except for sampled blocks of placeable
-// requests, which are moved into a block of `A` of their own that holds them whole, with
-// their alignment (PLACED_OFFSET is a multiple of every placeable alignment), their
-// zeroes (`alloc_zeroed`) or their bytes (`realloc`), and freed from there. So `A`'s
-// guarantees are ours. The bookkeeping around the calls never unwinds (no panicking
-// operation on that path; see `hot`), allocates only when sampling (under the sampler's
-// guard, which keeps it from recursing) and never touches the memory handed out.
+// unchanged (over jemalloc, a request aligned to at most 8 goes to its `malloc`,
+// `calloc`, `sdallocx` or `realloc` with the same size, which serve that alignment and
+// choose the class `A`'s own calls would: see `inner_alloc`) and returns its result
+// unchanged, except for sampled blocks of placeable requests, which are moved into a
+// block of `A` of their own that holds them whole, with their alignment (PLACED_OFFSET
+// is a multiple of every placeable alignment), their zeroes (`alloc_zeroed`) or their
+// bytes (`realloc`), and freed from there. So `A`'s guarantees are ours. The
+// bookkeeping around the calls never unwinds (no panicking operation on that path; see
+// `hot`), allocates only when sampling (under the sampler's guard, which keeps it from
+// recursing) and never touches the memory handed out.
 unsafe impl<A: GlobalAlloc + 'static> GlobalAlloc for MemSentry<A> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {

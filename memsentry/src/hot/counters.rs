@@ -11,8 +11,8 @@
 //!
 //! - **Per exact size**, for the common request (at most [`EXACT_MAX`] bytes, aligned to
 //!   at most 8, which jemalloc serves by size alone: `size_class::by_size_alone`): one
-//!   allocation count and one free count per byte size. The fast path is a
-//!   single increment at an address computed from the size; the requested bytes and the
+//!   allocation count and one free count per byte size. The fast path is a single
+//!   increment at an address computed from the size; the requested bytes and the
 //!   class are derived when the counters are read (`count × size`, the size's class), so
 //!   they stay exact without a second add or a class lookup per call. 2 × 4,097 × 8 bytes
 //!   = 64 KiB of address space per slot, of which a thread touches only the pages of the
@@ -74,7 +74,7 @@ use super::size_class::{
 /// Number of large buckets, which also count their blocks' page-rounding slack.
 const NUM_LARGE: usize = NUM_CLASSES - LARGE_MIN_INDEX;
 
-/// Largest request counted per exact size (aligned to at most 8).
+/// Largest request counted per exact size (one jemalloc serves by its size alone).
 pub(crate) const EXACT_MAX: usize = 4096;
 /// Entries of a per-exact-size array: sizes `0..=EXACT_MAX`.
 const EXACT_LEN: usize = EXACT_MAX + 1;
@@ -635,7 +635,8 @@ pub(crate) fn read_into(out: &mut [ClassSums; NUM_CLASSES]) {
             for (size, count) in shard.exact(event).iter().enumerate() {
                 let count = count.load(Ordering::Acquire);
                 if count != 0 {
-                    // An alignment of at most 8 never moves a request to another class.
+                    // Counted here only if jemalloc serves it by its size alone (aligned
+                    // to at most 8, or naturally to 16): its alignment did not move it.
                     let sum = &mut sums[index_of_size(size)];
                     sum.0 = sum.0.wrapping_add(count);
                     // `usize` is at most 64 bits on every supported target: lossless.

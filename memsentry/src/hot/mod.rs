@@ -17,9 +17,10 @@ use crate::sampler::Taken;
 // through its gate (one compare with the slot's gate, which is closed while bookkeeping
 // is off, before the thread has a slot, or while a task is current) and jemalloc serves
 // it by its size alone (`size_class::by_size_alone`: aligned to at most 8; `MemSentry`
-// then calls jemalloc's C API with no test of its own); one single-writer increment; then, on
-// allocation, the sampling countdown (a TLS subtract and a sign test), on free, the
-// placed-sample test (a mask and a compare of the address: `sampler::at_placed_offset`).
+// then calls jemalloc's C API with no test of its own); one single-writer increment;
+// then, on allocation, the sampling countdown (a TLS subtract and a sign test), on free,
+// the placed-sample test (a mask and a compare of the address:
+// `sampler::at_placed_offset`).
 // Whatever fails the gate loads the switch once: off, only the placed-sample test (a
 // placed block must be freed as one, whatever the switch says); otherwise the task
 // branch (`counters::try_record_in_task`), which also charges the task, or the
