@@ -150,14 +150,14 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
 
     /// `alloc` (`fill`: `Uninit`, `Copy`) or `alloc_zeroed` (`Zeroed`) through the inner
     /// allocator: over jemalloc, for a request aligned to at most 8, its `malloc` or
-    /// `calloc` (see [`inner_is_jemalloc`]).
+    /// `calloc` (see [`to_jemalloc`]).
     ///
     /// # Safety
     ///
     /// `GlobalAlloc::alloc`'s contract for `layout`.
     #[inline(always)]
     unsafe fn inner_alloc(&self, layout: Layout, fill: Fill) -> *mut u8 {
-        if inner_is_jemalloc::<A>() && by_size_alone(layout.align()) {
+        if to_jemalloc::<A>(layout) {
             // SAFETY: `layout.size()` is non-zero (our caller's contract). jemalloc
             // returns null or a block of at least that many bytes (zeroed by `calloc`),
             // aligned to 8 at least (`by_size_alone`), so to `layout.align()`, and of the
@@ -181,7 +181,7 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     }
 
     /// `dealloc` through the inner allocator: over jemalloc, for a request aligned to at
-    /// most 8, its `sdallocx` without flags (see [`inner_is_jemalloc`]).
+    /// most 8, its `sdallocx` without flags (see [`to_jemalloc`]).
     ///
     /// # Safety
     ///
@@ -189,7 +189,7 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     /// allocated with `layout`.
     #[inline(always)]
     unsafe fn inner_dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if inner_is_jemalloc::<A>() && by_size_alone(layout.align()) {
+        if to_jemalloc::<A>(layout) {
             // SAFETY: `ptr` is a live jemalloc block allocated with `layout`, by
             // `inner_alloc`, `inner_realloc` or tikv-jemallocator: in each case its class
             // is `layout.size()`'s (`by_size_alone`), the size `sdallocx` takes without
@@ -201,14 +201,14 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     }
 
     /// `realloc` through the inner allocator: over jemalloc, for a request aligned to at
-    /// most 8, its `realloc` (see [`inner_is_jemalloc`]).
+    /// most 8, its `realloc` (see [`to_jemalloc`]).
     ///
     /// # Safety
     ///
     /// `GlobalAlloc::realloc`'s contract; `ptr` is a live block of the inner allocator.
     #[inline(always)]
     unsafe fn inner_realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if inner_is_jemalloc::<A>() && by_size_alone(layout.align()) {
+        if to_jemalloc::<A>(layout) {
             // SAFETY: `ptr` is a live jemalloc block (see `inner_dealloc`) and `new_size`
             // is non-zero (our caller's contract); the block returned, if any, is
             // aligned to 8, and of `new_size`'s class, as in `inner_alloc`.
@@ -512,16 +512,16 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     }
 }
 
-/// Whether `A` is jemalloc as this crate links it (`tikv_jemallocator::Jemalloc`, the
-/// default): then a request aligned to at most 8 goes to jemalloc's C API directly
-/// ([`MemSentry::inner_alloc`], `inner_dealloc`, `inner_realloc`). The fast path has
-/// tested `size_class::by_size_alone` already; tikv-jemallocator's `GlobalAlloc` would
-/// test the alignment again (`align <= 16 && align <= size`, three compares) to choose
-/// between the same calls and `mallocx`. A constant once `A` is known: the compiler
-/// keeps one branch.
+/// Whether a request for `layout` goes to jemalloc's C API directly
+/// ([`MemSentry::inner_alloc`], `inner_dealloc`, `inner_realloc`): `A` is jemalloc as
+/// this crate links it (`tikv_jemallocator::Jemalloc`, the default) and the request is
+/// aligned to at most 8 (`size_class::by_size_alone`), which the fast path has tested
+/// already; tikv-jemallocator's `GlobalAlloc` would test the alignment again (`align <=
+/// 16 && align <= size`, three compares) to choose between the same calls and `mallocx`.
+/// Which `A` it is, is a constant once `A` is known: the compiler keeps one branch.
 #[inline(always)]
-fn inner_is_jemalloc<A: 'static>() -> bool {
-    TypeId::of::<A>() == TypeId::of::<Jemalloc>()
+fn to_jemalloc<A: 'static>(layout: Layout) -> bool {
+    TypeId::of::<A>() == TypeId::of::<Jemalloc>() && by_size_alone(layout.align())
 }
 
 /// `layout` resized to `new_size`, for `realloc`.

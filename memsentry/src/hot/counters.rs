@@ -445,17 +445,7 @@ pub(crate) fn undo_alloc_ahead(size: usize) {
     let _ = FAST.try_with(|fast| {
         let in_task = TASK_SLOT.try_with(Cell::get).ok().flatten();
         let slot = in_task.unwrap_or_else(|| fast.owned_slot.get());
-        if let Some(count) = slot.exact_allocations.get(size) {
-            add_owned(count, u64::MAX);
-        } else {
-            add_to_class(
-                slot,
-                Event::Alloc,
-                index_of_above_lookup(size),
-                size,
-                take_back_owned,
-            );
-        }
+        add_by_size(slot, Event::Alloc, size, take_back_owned);
         if in_task.is_some() {
             super::task::uncharge_alloc(size);
         }
@@ -581,13 +571,21 @@ pub(crate) fn try_record_by_class(event: Event, size: usize, align: usize) -> bo
             if shard.gate.load(Ordering::Relaxed) == 0 || !natural(size, align) {
                 return false;
             }
-            if size > EXACT_MAX {
-                add_to_class(shard, event, index_of_above_lookup(size), size, add_owned);
-            } else {
-                add_owned(&shard.exact(event)[size], 1);
-            }
+            add_by_size(shard, event, size, add_owned);
             true
         })
+}
+
+/// Counts one event of `size` bytes, of a request jemalloc serves by its size alone, in
+/// `shard` with `add`: in the size's cell up to [`EXACT_MAX`] bytes (the count alone),
+/// in its class's cells above. Counting ([`try_record_by_class`]) and taking back
+/// ([`undo_alloc_ahead`]) go through here, so they agree on where.
+#[inline(always)]
+fn add_by_size(shard: &Shard, event: Event, size: usize, add: fn(&AtomicU64, u64)) {
+    match shard.exact(event).get(size) {
+        Some(count) => add(count, 1),
+        None => add_to_class(shard, event, index_of_above_lookup(size), size, add),
+    }
 }
 
 /// Count one successful allocation of `size` requested bytes in `class`.

@@ -198,7 +198,7 @@ pub(crate) fn index_of(size: usize, align: usize) -> usize {
     if let Some(index) = index_of_common(size, align) {
         return index;
     }
-    if align <= 1 << LG_QUANTUM && align <= size {
+    if natural(size, align) {
         // Natural alignment beyond the lookup table (sizes above 4 KiB, or 16-byte
         // alignment): every class from 16 bytes up is a multiple of the quantum, so the
         // natural class already satisfies the alignment (tikv-jemallocator asks plain
