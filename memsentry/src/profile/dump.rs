@@ -39,22 +39,19 @@ use std::process;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use signal_hook::iterator::{Handle, Signals};
 
 use super::{Profile, ProfileError, Symbolization};
+
+pub(crate) mod store;
+use store::{PPROF_SUFFIX, Store};
 
 /// How many pprof files a dumper keeps unless told otherwise ([`SignalDumps::keep`]).
 pub const DEFAULT_KEEP: usize = 10;
 
 /// The name of the dumping thread.
 const THREAD_NAME: &str = "memsentry-dumps";
-const PREFIX: &str = "heap-";
-const PPROF_SUFFIX: &str = ".pb.gz";
-const SVG_SUFFIX: &str = ".svg";
-/// The shape of a name's time stamp after [`PREFIX`]: `#` is a decimal digit.
-const STAMP_SHAPE: &[u8] = b"########T######.######Z";
 
 /// Settings for signal-triggered heap dumps; [`start`](Self::start) installs them.
 ///
@@ -165,12 +162,10 @@ impl SignalDumps {
         let handle = signals.handle();
         let counts = Arc::new(Counts::default());
         let worker = Worker {
-            dir: self.dir.clone(),
-            keep: self.keep,
+            store: Store::new(self.dir.clone(), self.keep, u64::MAX),
             symbolization: self.symbolization,
             #[cfg(feature = "flamegraph")]
             svg: self.svg,
-            last: None,
             failing: false,
             counts: Arc::clone(&counts),
         };
@@ -192,7 +187,7 @@ impl SignalDumps {
 
 /// Creates `dir` if it is missing and checks that a file can be created in it, so a wrong
 /// path is found at start rather than when someone first asks for a profile.
-fn check_directory(dir: &Path) -> io::Result<()> {
+pub(crate) fn check_directory(dir: &Path) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let probe = dir.join(format!(".memsentry-probe-{}", process::id()));
     fs::OpenOptions::new()
@@ -345,7 +340,7 @@ enum Failure {
     /// Writing or renaming a file.
     Write(ProfileError),
     /// Listing the directory or removing an old file.
-    Prune { path: PathBuf, source: io::Error },
+    Prune(store::PruneError),
     /// Taking or writing the profile panicked (a bug; the panic hook has printed it).
     Panicked,
 }
@@ -355,9 +350,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Directory(source) => write!(f, "cannot create the directory: {source}"),
             Failure::Write(error) => error.fmt(f),
-            Failure::Prune { path, source } => {
-                write!(f, "cannot remove old dumps at {}: {source}", path.display())
-            }
+            Failure::Prune(error) => error.fmt(f),
             Failure::Panicked => f.write_str("taking the profile panicked"),
         }
     }
@@ -371,13 +364,10 @@ impl From<ProfileError> for Failure {
 
 /// The dumping thread's state.
 struct Worker {
-    dir: PathBuf,
-    keep: usize,
+    store: Store,
     symbolization: Symbolization,
     #[cfg(feature = "flamegraph")]
     svg: bool,
-    /// The stamp (microseconds since the epoch) of the last name used.
-    last: Option<u64>,
     /// Whether the last dump failed: its failure was reported, later ones stay quiet.
     failing: bool,
     counts: Arc<Counts>,
@@ -408,7 +398,7 @@ impl Worker {
                     let _ = writeln!(
                         stderr,
                         "memsentry: heap dump to {} failed: {failure}",
-                        self.dir.display()
+                        self.store.dir().display()
                     );
                 }
             }
@@ -417,14 +407,13 @@ impl Worker {
 
     fn dump(&mut self) -> Result<(), Failure> {
         let profile = super::heap_with(self.symbolization);
-        fs::create_dir_all(&self.dir).map_err(Failure::Directory)?;
-        let stem = self.next_stem(profile.taken_at());
-        let path = self.dir.join(format!("{stem}{PPROF_SUFFIX}"));
-        let tmp = self.dir.join(format!(".{stem}{PPROF_SUFFIX}.tmp"));
-        write_then_rename(&tmp, &path, |tmp| profile.write_pprof(tmp))?;
+        fs::create_dir_all(self.store.dir()).map_err(Failure::Directory)?;
+        let stem = self.store.next_stem(profile.taken_at(), None);
+        self.store
+            .write(&stem, PPROF_SUFFIX, |tmp| profile.write_pprof(tmp))?;
         let svg = self.write_svg(&profile, &stem);
         // Prune even if the flame graph failed: the limit holds for the pprof files.
-        let pruned = prune(&self.dir, self.keep);
+        let pruned = self.store.prune().map_err(Failure::Prune);
         svg?;
         pruned
     }
@@ -434,9 +423,7 @@ impl Worker {
         if !self.svg {
             return Ok(());
         }
-        let path = self.dir.join(format!("{stem}{SVG_SUFFIX}"));
-        let tmp = self.dir.join(format!(".{stem}{SVG_SUFFIX}.tmp"));
-        write_then_rename(&tmp, &path, |tmp| {
+        self.store.write(stem, store::SVG_SUFFIX, |tmp| {
             profile.write_flamegraph(tmp, super::SampleType::InuseSpace)
         })?;
         Ok(())
@@ -446,139 +433,6 @@ impl Worker {
     fn write_svg(&self, _profile: &Profile, _stem: &str) -> Result<(), Failure> {
         Ok(())
     }
-
-    /// A name stem for a profile taken at `taken_at`: later than the last one, and not
-    /// taken by a pprof or SVG file already there.
-    fn next_stem(&mut self, taken_at: SystemTime) -> String {
-        let mut micros = micros_since_epoch(taken_at);
-        if let Some(last) = self.last {
-            micros = micros.max(last.saturating_add(1));
-        }
-        // Bounded: past that, `rename` replaces the file (only another writer's doing).
-        for _ in 0..1000 {
-            let stem = stem(micros);
-            let taken = [PPROF_SUFFIX, SVG_SUFFIX].iter().any(|suffix| {
-                matches!(
-                    self.dir.join(format!("{stem}{suffix}")).try_exists(),
-                    Ok(true)
-                )
-            });
-            if !taken {
-                break;
-            }
-            micros = micros.saturating_add(1);
-        }
-        self.last = Some(micros);
-        stem(micros)
-    }
-}
-
-/// Writes through `tmp`, then renames it to `path`; removes `tmp` if either step fails
-/// (a partial file after a full disk must not stay).
-fn write_then_rename(
-    tmp: &Path,
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), ProfileError>,
-) -> Result<(), ProfileError> {
-    let result = write(tmp).and_then(|()| {
-        fs::rename(tmp, path).map_err(|source| ProfileError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(tmp);
-    }
-    result
-}
-
-/// Removes the oldest dumps in `dir` (pprof file and the SVG beside it) until `keep`
-/// remain. Only names [`is_stem`] accepts are touched.
-fn prune(dir: &Path, keep: usize) -> Result<(), Failure> {
-    let listing = |source| Failure::Prune {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let mut stems = Vec::new();
-    for entry in fs::read_dir(dir).map_err(listing)? {
-        let name = entry.map_err(listing)?.file_name();
-        if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(PPROF_SUFFIX))
-            && is_stem(stem)
-        {
-            stems.push(stem.to_owned());
-        }
-    }
-    let excess = stems.len().saturating_sub(keep);
-    stems.sort_unstable();
-    let mut result = Ok(());
-    for stem in stems.iter().take(excess) {
-        for suffix in [PPROF_SUFFIX, SVG_SUFFIX] {
-            let path = dir.join(format!("{stem}{suffix}"));
-            match fs::remove_file(&path) {
-                Err(source) if source.kind() != io::ErrorKind::NotFound && result.is_ok() => {
-                    result = Err(Failure::Prune { path, source });
-                }
-                _ => {}
-            }
-        }
-    }
-    result
-}
-
-fn micros_since_epoch(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// `heap-YYYYMMDDTHHMMSS.ffffffZ` for a time in microseconds since the epoch, UTC.
-fn stem(micros: u64) -> String {
-    let secs = micros / 1_000_000;
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let second_of_day = secs % 86_400;
-    format!(
-        "{PREFIX}{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:06}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-        micros % 1_000_000,
-    )
-}
-
-/// Whether `stem` is a name [`stem`] makes (for years 0000 to 9999).
-fn is_stem(stem: &str) -> bool {
-    stem.strip_prefix(PREFIX).is_some_and(|stamp| {
-        stamp.len() == STAMP_SHAPE.len()
-            && stamp
-                .bytes()
-                .zip(STAMP_SHAPE)
-                .all(|(byte, &shape)| match shape {
-                    b'#' => byte.is_ascii_digit(),
-                    _ => byte == shape,
-                })
-    })
-}
-
-/// The (year, month, day) of a day count since 1970-01-01 in the proleptic Gregorian
-/// calendar: Howard Hinnant's `civil_from_days`
-/// (<https://howardhinnant.github.io/date_algorithms.html#civil_from_days>), restricted to
-/// days on or after the epoch, so every step is unsigned.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Count from 0000-03-01, so a leap day ends its year; eras are 400-year cycles.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153; // 0 = March ... 11 = February
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = era * 400 + year_of_era + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
