@@ -865,8 +865,18 @@ fn snapshot_json() -> String {
         |j| {
             format!(
                 "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\
-                 \"retained\":{},\"metadata\":{}}}",
-                j.allocated, j.active, j.resident, j.mapped, j.retained, j.metadata
+                 \"retained\":{},\"metadata\":{},\"dirty\":{},\"muzzy\":{},\
+                 \"dirty_decay_ms\":{},\"muzzy_decay_ms\":{}}}",
+                j.allocated,
+                j.active,
+                j.resident,
+                j.mapped,
+                j.retained,
+                j.metadata,
+                j.dirty,
+                j.muzzy,
+                j.dirty_decay_ms,
+                j.muzzy_decay_ms
             )
         },
     );

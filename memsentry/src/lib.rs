@@ -92,6 +92,7 @@ pub mod http;
 pub mod profile;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+mod release;
 pub mod report;
 mod sampler;
 mod snapshot;
@@ -101,6 +102,7 @@ pub mod task;
 mod unwind;
 
 pub use crate::alloc::MemSentry;
+pub use crate::release::{ReleasedMemory, release_memory};
 pub use crate::snapshot::{Bytes, ClassStats, Counts, Delta, Snapshot, snapshot, totals};
 pub use crate::stats::JemallocStats;
 /// Counts a function as a [task]: `#[memsentry::tracked]` or

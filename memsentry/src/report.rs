@@ -22,6 +22,8 @@
 //! | `memsentry_live_objects` | gauge | | blocks allocated and not freed |
 //! | `memsentry_failed_allocations_total` | counter | | allocations the inner allocator refused |
 //! | `memsentry_jemalloc_{allocated,active,resident,mapped,retained,metadata}_bytes` | gauge | bytes | jemalloc's `stats.*` |
+//! | `memsentry_jemalloc_{dirty,muzzy}_bytes` | gauge | bytes | jemalloc's dirty and muzzy pages, all arenas ([`JemallocStats::dirty`](crate::JemallocStats::dirty)) |
+//! | `memsentry_jemalloc_{dirty,muzzy}_decay_milliseconds` | gauge | milliseconds | jemalloc's `arenas.*_decay_ms`; -1: never purged |
 //! | `memsentry_process_resident_bytes` | gauge | bytes | the process's resident set |
 //! | `memsentry_memory_limit_bytes` | gauge | bytes | the cgroup memory limit ([`Snapshot::memory_limit_bytes`]); 0: none set |
 //! | `memsentry_sampler_live_samples` | gauge | | sampled blocks still allocated |
@@ -36,7 +38,6 @@
 //! | `memsentry_task_allocated_bytes_total{task}` | counter | bytes | bytes allocated while polled (exact) |
 //! | `memsentry_task_freed_bytes_total{task}` | counter | bytes | bytes freed while polled (exact) |
 //! | `memsentry_task_inuse_bytes_estimate{task}` | gauge | bytes | bytes the task allocated still in use (sampled estimate) |
-//!
 //! `task` is bounded by [`crate::task::set_max_names`] (names past it are `other`).
 //!
 //! `max_size` is a bounded bucket of the block's size class, by upper bound in bytes:
@@ -102,7 +103,7 @@ struct GaugeSpec {
 }
 
 /// The gauges published every tick: the one place that names them.
-const GAUGES: [GaugeSpec; 14] = [
+const GAUGES: [GaugeSpec; 18] = [
     GaugeSpec {
         name: "memsentry_live_bytes",
         unit: Unit::Bytes,
@@ -150,6 +151,40 @@ const GAUGES: [GaugeSpec; 14] = [
         unit: Unit::Bytes,
         help: "jemalloc stats.metadata: bytes of jemalloc's own metadata.",
         value: |t| t.jemalloc(|j| j.metadata),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_dirty_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.arenas.<all>.pdirty: bytes in freed pages kept resident for reuse, not yet purged.",
+        value: |t| t.jemalloc(|j| j.dirty),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_muzzy_bytes",
+        unit: Unit::Bytes,
+        help: "jemalloc stats.arenas.<all>.pmuzzy: bytes in pages purged lazily (MADV_FREE), reclaimable by the kernel.",
+        value: |t| t.jemalloc(|j| j.muzzy),
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_dirty_decay_milliseconds",
+        unit: Unit::Milliseconds,
+        help: "jemalloc arenas.dirty_decay_ms: how long dirty pages wait before they are purged (-1: never).",
+        value: |t| {
+            t.snapshot
+                .jemalloc
+                .as_ref()
+                .map(|j| j.dirty_decay_ms as f64)
+        },
+    },
+    GaugeSpec {
+        name: "memsentry_jemalloc_muzzy_decay_milliseconds",
+        unit: Unit::Milliseconds,
+        help: "jemalloc arenas.muzzy_decay_ms: how long muzzy pages wait before they are purged (-1: never).",
+        value: |t| {
+            t.snapshot
+                .jemalloc
+                .as_ref()
+                .map(|j| j.muzzy_decay_ms as f64)
+        },
     },
     GaugeSpec {
         name: "memsentry_process_resident_bytes",

@@ -212,7 +212,7 @@ pub struct Snapshot {
 
 /// Takes a [`Snapshot`].
 ///
-/// Costs a sum over the per-thread counters, one `epoch` advance and six `mallctl` reads,
+/// Costs a sum over the per-thread counters, one `epoch` advance and ten `mallctl` reads,
 /// one read of `/proc/self/statm` and a few small cgroup files: tens of microseconds. The
 /// counters are read before anything is allocated, so the snapshot's own allocations show
 /// up in the next one.
@@ -396,16 +396,26 @@ impl fmt::Display for Snapshot {
             self.failed_allocations
         )?;
         match &self.jemalloc {
-            Some(j) => writeln!(
-                f,
-                "jemalloc    allocated {}, active {}, resident {}, mapped {}, retained {}, metadata {}",
-                Bytes(j.allocated),
-                Bytes(j.active),
-                Bytes(j.resident),
-                Bytes(j.mapped),
-                Bytes(j.retained),
-                Bytes(j.metadata)
-            )?,
+            Some(j) => {
+                writeln!(
+                    f,
+                    "jemalloc    allocated {}, active {}, resident {}, mapped {}, retained {}, metadata {}",
+                    Bytes(j.allocated),
+                    Bytes(j.active),
+                    Bytes(j.resident),
+                    Bytes(j.mapped),
+                    Bytes(j.retained),
+                    Bytes(j.metadata)
+                )?;
+                writeln!(
+                    f,
+                    "            dirty {} (decay {} ms), muzzy {} (decay {} ms)",
+                    Bytes(j.dirty),
+                    j.dirty_decay_ms,
+                    Bytes(j.muzzy),
+                    j.muzzy_decay_ms
+                )?;
+            }
             None => writeln!(f, "jemalloc    (statistics unavailable)")?,
         }
         match self.resident_bytes {

@@ -1,14 +1,14 @@
 //! **[C]** jemalloc's own figures (through `tikv-jemalloc-ctl`), the process's resident
 //! set size and its cgroup's memory limit.
 
-use std::io::Read;
 use std::sync::OnceLock;
 
-use tikv_jemalloc_ctl::{epoch, epoch_mib, stats};
+use tikv_jemalloc_ctl::{epoch, epoch_mib, raw, stats};
 
 /// jemalloc's view of the heap, read after advancing its statistics epoch.
 ///
-/// These are jemalloc's `stats.*` counters (see the `mallctl` section of
+/// These are jemalloc's `stats.*` counters and its two `arenas.*_decay_ms` settings (see
+/// the `mallctl` section of
 /// [jemalloc(3)](https://jemalloc.net/jemalloc.3.html#mallctl_namespace)). From smallest to
 /// largest: `allocated ≤ active ≤ resident ≤ mapped` in the usual case.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +32,30 @@ pub struct JemallocStats {
     pub retained: u64,
     /// Bytes jemalloc uses for its own bookkeeping (`stats.metadata`).
     pub metadata: u64,
+    /// Bytes in dirty pages of all arenas (`stats.arenas.<i>.pdirty` pages of
+    /// `arenas.page` bytes, `<i>` = `MALLCTL_ARENAS_ALL`): freed pages jemalloc keeps,
+    /// still resident, to reuse before [`dirty_decay_ms`](Self::dirty_decay_ms) passes or
+    /// [`release_memory`](crate::release_memory) purges them. Part of
+    /// [`resident`](Self::resident). 0 if jemalloc could not report it.
+    pub dirty: u64,
+    /// Bytes in muzzy pages of all arenas (`stats.arenas.<i>.pmuzzy` pages): purged
+    /// lazily (`MADV_FREE`), so the kernel may reclaim them but need not until memory runs
+    /// short; they may still count in the process's resident set. 0 if jemalloc could
+    /// not report it.
+    pub muzzy: u64,
+    /// How long, in milliseconds, a dirty page waits before it is purged
+    /// (`arenas.dirty_decay_ms`, the setting of arenas jemalloc creates; jemalloc's
+    /// default is 10 000). -1: dirty pages are never purged unless asked, 0: at once.
+    /// Whatever this says (unless it or the muzzy setting is -1, or jemalloc's background
+    /// threads are on), freed extents of 8 MiB and more (`opt.oversize_threshold`),
+    /// including freed large blocks that coalesce to that size, are purged at once. 0 if
+    /// jemalloc could not report it.
+    pub dirty_decay_ms: i64,
+    /// How long, in milliseconds, a muzzy page waits before it is purged for good
+    /// (`arenas.muzzy_decay_ms`). jemalloc's default is 0: decaying dirty pages are purged
+    /// for good rather than made muzzy. -1: never purged unless asked. 0 if jemalloc could
+    /// not report it.
+    pub muzzy_decay_ms: i64,
 }
 
 struct Mibs {
@@ -42,6 +66,112 @@ struct Mibs {
     mapped: stats::mapped_mib,
     retained: stats::retained_mib,
     metadata: stats::metadata_mib,
+    /// The figures `tikv-jemalloc-ctl` has no typed wrapper for, each `None` where its
+    /// lookup failed: that field then reads as 0 and the others are unaffected.
+    pages: Option<PageMibs>,
+    dirty_decay_ms: Option<RawMib<2>>,
+    muzzy_decay_ms: Option<RawMib<2>>,
+}
+
+/// `stats.arenas.<i>.pdirty` and `.pmuzzy` count pages: their MIBs and the page size.
+struct PageMibs {
+    /// `arenas.page` (size_t): it does not change while the process runs.
+    page_size: u64,
+    dirty: RawMib<4>,
+    muzzy: RawMib<4>,
+}
+
+// The `mallctl` names read through `raw`, all documented in
+// https://jemalloc.net/jemalloc.3.html#mallctl_namespace . 4096 is `MALLCTL_ARENAS_ALL`
+// (jemalloc_macros.h), the index that names all arenas together.
+/// `arenas.page` (size_t, r-): the page size.
+const ARENAS_PAGE: Name<2> = Name(b"arenas.page\0");
+/// `stats.arenas.<i>.pdirty` (size_t, r-, `--enable-stats`): pages in dirty extents,
+/// refreshed by `epoch`.
+const STATS_ARENAS_ALL_PDIRTY: Name<4> = Name(b"stats.arenas.4096.pdirty\0");
+/// `stats.arenas.<i>.pmuzzy` (size_t, r-, `--enable-stats`): pages in muzzy extents,
+/// refreshed by `epoch`.
+const STATS_ARENAS_ALL_PMUZZY: Name<4> = Name(b"stats.arenas.4096.pmuzzy\0");
+/// `arenas.dirty_decay_ms` (ssize_t, rw): the dirty decay time arenas are created with.
+const ARENAS_DIRTY_DECAY_MS: Name<2> = Name(b"arenas.dirty_decay_ms\0");
+/// `arenas.muzzy_decay_ms` (ssize_t, rw): the muzzy decay time arenas are created with.
+const ARENAS_MUZZY_DECAY_MS: Name<2> = Name(b"arenas.muzzy_decay_ms\0");
+/// `arena.<i>.purge` (void, --): purges all unused dirty and muzzy pages of arena `<i>`,
+/// of every arena for `MALLCTL_ARENAS_ALL`.
+const ARENA_ALL_PURGE: Name<3> = Name(b"arena.4096.purge\0");
+/// `thread.tcache.flush` (void, --): returns the calling thread's cached free blocks to
+/// their arenas.
+const THREAD_TCACHE_FLUSH: Name<3> = Name(b"thread.tcache.flush\0");
+
+/// A NUL-terminated `mallctl` name of `N` period-separated components
+/// (`raw::name_to_mib` asserts both, so the count is part of the type).
+struct Name<const N: usize>(&'static [u8]);
+
+/// A `mallctl` name of `N` components, parsed once ([`raw::name_to_mib`]).
+#[derive(Clone, Copy)]
+struct RawMib<const N: usize>([usize; N]);
+
+impl<const N: usize> RawMib<N> {
+    /// `name` parsed; `None` if jemalloc does not know it.
+    fn lookup(name: &Name<N>) -> Option<Self> {
+        let mut mib = [0; N];
+        raw::name_to_mib(name.0, &mut mib).ok()?;
+        Some(Self(mib))
+    }
+
+    /// The value of a `size_t` `mallctl`.
+    fn read_size(&self) -> Option<u64> {
+        // SAFETY: `read_mib`'s one requirement is that what jemalloc writes be a valid
+        // `T`: every bit pattern is a valid `usize`, and the MIBs read so name `size_t`
+        // mallctls (the names above). jemalloc refuses (EINVAL) a length other than its
+        // value's, and `read_mib` checks the length it wrote.
+        let value: usize = unsafe { raw::read_mib(&self.0) }.ok()?;
+        u64::try_from(value).ok()
+    }
+
+    /// The value of an `ssize_t` `mallctl`.
+    fn read_signed_size(&self) -> Option<i64> {
+        // SAFETY: as in `read_size`: every bit pattern is a valid `isize`, and the MIBs
+        // read so name `ssize_t` mallctls (the two `*_decay_ms` above).
+        let value: isize = unsafe { raw::read_mib(&self.0) }.ok()?;
+        i64::try_from(value).ok()
+    }
+
+    /// Calls a void `mallctl` (no value read or written); whether jemalloc did it.
+    fn call_void(&self) -> bool {
+        // SAFETY: `self.0` is a MIB of `N` components from `mallctlnametomib`, passed
+        // with its length. Void mallctls (`arena.<i>.purge`, `thread.tcache.flush`) take
+        // neither an old nor a new value: null `oldp`, `oldlenp` and `newp` with `newlen`
+        // 0 is how jemalloc(3) says to call them (and what its `NEITHER_READ_NOR_WRITE`
+        // check requires), so jemalloc dereferences no pointer of ours but the MIB.
+        let result = unsafe {
+            tikv_jemalloc_sys::mallctlbymib(
+                self.0.as_ptr(),
+                N,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        result == 0
+    }
+}
+
+impl PageMibs {
+    fn lookup() -> Option<Self> {
+        Some(Self {
+            page_size: RawMib::lookup(&ARENAS_PAGE)?.read_size()?,
+            dirty: RawMib::lookup(&STATS_ARENAS_ALL_PDIRTY)?,
+            muzzy: RawMib::lookup(&STATS_ARENAS_ALL_PMUZZY)?,
+        })
+    }
+
+    /// Bytes in the pages `mib` counts; 0 if it cannot be read.
+    fn bytes(&self, mib: &RawMib<4>) -> u64 {
+        mib.read_size()
+            .map_or(0, |pages| pages.saturating_mul(self.page_size))
+    }
 }
 
 impl Mibs {
@@ -54,6 +184,9 @@ impl Mibs {
             mapped: stats::mapped::mib()?,
             retained: stats::retained::mib()?,
             metadata: stats::metadata::mib()?,
+            pages: PageMibs::lookup(),
+            dirty_decay_ms: RawMib::lookup(&ARENAS_DIRTY_DECAY_MS),
+            muzzy_decay_ms: RawMib::lookup(&ARENAS_MUZZY_DECAY_MS),
         })
     }
 
@@ -68,8 +201,17 @@ impl Mibs {
             mapped: read(self.mapped.read()?),
             retained: read(self.retained.read()?),
             metadata: read(self.metadata.read()?),
+            dirty: self.pages.as_ref().map_or(0, |p| p.bytes(&p.dirty)),
+            muzzy: self.pages.as_ref().map_or(0, |p| p.bytes(&p.muzzy)),
+            dirty_decay_ms: decay_ms(self.dirty_decay_ms.as_ref()),
+            muzzy_decay_ms: decay_ms(self.muzzy_decay_ms.as_ref()),
         })
     }
+}
+
+/// A `*_decay_ms` setting; 0 if it cannot be read.
+fn decay_ms(mib: Option<&RawMib<2>>) -> i64 {
+    mib.and_then(RawMib::read_signed_size).unwrap_or(0)
 }
 
 /// Reads jemalloc's statistics; `None` if jemalloc cannot report them. The MIBs (the
@@ -80,6 +222,25 @@ pub(crate) fn jemalloc_stats() -> Option<JemallocStats> {
         .as_ref()?
         .read()
         .ok()
+}
+
+/// Flushes the calling thread's cache of freed blocks (`thread.tcache.flush`), then
+/// purges every arena's unused dirty and muzzy pages (`arena.<MALLCTL_ARENAS_ALL>.purge`);
+/// whether the purge was done. Walks every arena under its locks: cold code only, never
+/// from the allocator. The MIBs are looked up once and cached.
+pub(crate) fn purge_all_arenas() -> bool {
+    static MIBS: OnceLock<(Option<RawMib<3>>, Option<RawMib<3>>)> = OnceLock::new();
+    let (flush, purge) = MIBS.get_or_init(|| {
+        (
+            RawMib::lookup(&THREAD_TCACHE_FLUSH),
+            RawMib::lookup(&ARENA_ALL_PURGE),
+        )
+    });
+    // Fails (EFAULT) where this thread has no cache; the purge is what matters.
+    if let Some(flush) = flush {
+        flush.call_void();
+    }
+    purge.as_ref().is_some_and(RawMib::call_void)
 }
 
 /// The process's resident set size in bytes (`/proc/self/statm`); `None` where that is
@@ -102,26 +263,26 @@ const DEFAULT_V1_MEMORY_MOUNT: &str = "/sys/fs/cgroup/memory";
 
 /// One mounted cgroup hierarchy.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct CgroupMount {
+pub(crate) struct CgroupMount {
     /// The cgroup its top directory is: `/`, or a cgroup's path when only that subtree
     /// is mounted (a container without a cgroup namespace sees its own cgroup so).
-    root: String,
+    pub(crate) root: String,
     /// Where it is mounted.
-    mount_point: String,
+    pub(crate) mount_point: String,
 }
 
 /// The cgroup hierarchies that can hold a memory limit: v2 (`cgroup2`) and the v1
 /// hierarchies with the `memory` controller.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct CgroupMounts {
-    v2: Vec<CgroupMount>,
-    v1_memory: Vec<CgroupMount>,
+pub(crate) struct CgroupMounts {
+    pub(crate) v2: Vec<CgroupMount>,
+    pub(crate) v1_memory: Vec<CgroupMount>,
 }
 
 impl CgroupMounts {
     /// The mounts `/proc/self/mountinfo` lists, read once (mounts of cgroup hierarchies do
     /// not move under a running service); the usual mount points if it cannot be read.
-    fn get() -> &'static CgroupMounts {
+    pub(crate) fn get() -> &'static CgroupMounts {
         static MOUNTS: OnceLock<CgroupMounts> = OnceLock::new();
         MOUNTS.get_or_init(|| {
             std::fs::read_to_string("/proc/self/mountinfo").map_or_else(
@@ -201,7 +362,7 @@ fn unescape(field: &str) -> String {
 /// `path` (a cgroup path from `/proc/self/cgroup`) relative to a mount's `root`: `path`
 /// itself under a root of `/`, what follows `root` when `path` lies under it, `None` when
 /// it does not.
-fn relative_to<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+pub(crate) fn relative_to<'a>(path: &'a str, root: &str) -> Option<&'a str> {
     if root == "/" {
         return Some(path);
     }
@@ -291,10 +452,17 @@ fn join<'a>(buffer: &'a mut [u8], parts: &[&str]) -> Option<&'a str> {
 /// Reads a small file into `buffer`; `None` if it cannot be read, is not UTF-8 or does
 /// not fit.
 fn read_small<'a>(path: &str, buffer: &'a mut [u8]) -> Option<&'a str> {
-    let mut file = std::fs::File::open(path).ok()?;
+    read_whole(&std::fs::File::open(path).ok()?, buffer)
+}
+
+/// The whole of an open small file, read from its start with `pread` (so a file opened
+/// once can be read again and again) into `buffer`; `None` if it cannot be read, is not
+/// UTF-8 or does not fit.
+pub(crate) fn read_whole<'a>(file: &std::fs::File, buffer: &'a mut [u8]) -> Option<&'a str> {
+    use std::os::unix::fs::FileExt;
     let mut len = 0;
     loop {
-        match file.read(buffer.get_mut(len..)?) {
+        match file.read_at(buffer.get_mut(len..)?, u64::try_from(len).ok()?) {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -308,7 +476,7 @@ fn read_small<'a>(path: &str, buffer: &'a mut [u8]) -> Option<&'a str> {
 }
 
 /// A limit file's value: bytes, or `None` for `max` (v2) and v1's "unlimited" figure.
-fn parse_limit(text: &str) -> Option<u64> {
+pub(crate) fn parse_limit(text: &str) -> Option<u64> {
     let bytes: u64 = text.trim().parse().ok()?;
     (bytes < NO_LIMIT).then_some(bytes)
 }
@@ -316,6 +484,20 @@ fn parse_limit(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_mallctl_names_parse_and_read() {
+        // `raw::name_to_mib` asserts each name has exactly its MIB's components.
+        let pages = PageMibs::lookup().expect("arenas.page and stats.arenas.4096.p*");
+        assert!(pages.page_size >= 4096 && pages.page_size.is_power_of_two());
+        assert!(RawMib::lookup(&ARENA_ALL_PURGE).is_some());
+        assert!(RawMib::lookup(&THREAD_TCACHE_FLUSH).is_some());
+        let decay = RawMib::lookup(&ARENAS_DIRTY_DECAY_MS).expect("arenas.dirty_decay_ms");
+        assert!(decay.read_signed_size().is_some_and(|ms| ms >= -1));
+        let decay = RawMib::lookup(&ARENAS_MUZZY_DECAY_MS).expect("arenas.muzzy_decay_ms");
+        assert!(decay.read_signed_size().is_some_and(|ms| ms >= -1));
+        assert!(purge_all_arenas());
+    }
 
     #[test]
     fn limit_values() {
