@@ -14,6 +14,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The benches' optional library shims (`mix libshim_*`), which the line above leaves out.
 cargo clippy -p memsentry-benches --all-targets --features libshim -- -D warnings
 
+step "tools: Go, whose pprof reads the heap dumps in the tests below and in interop"
+name=test
+. scripts/lib.sh
+command -v go >/dev/null || apt_install golang-go
+command -v go >/dev/null || fail "go is still missing"
+
 step "tests: unit, integration, end-to-end (runs the demo), benches in test mode"
 # The cgroup test must not skip here: CI runs as root.
 REQUIRE_CGROUP_TEST=1 cargo test --workspace --all-targets

@@ -7,7 +7,8 @@
 pub(crate) const PREFIX: &[u8] = b"MEMSENTRY";
 
 /// The names memsentry understands, as printed in the "unknown variable" warning.
-pub(crate) const KNOWN_VARS_TEXT: &[u8] = b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR";
+pub(crate) const KNOWN_VARS_TEXT: &[u8] =
+    b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR, MEMSENTRY_WATCH";
 
 /// What an environment variable whose name starts with [`PREFIX`] means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +22,8 @@ pub(crate) enum EnvVar {
     /// `MEMSENTRY_SAMPLE_RATE` with a value that is not a byte count.
     BadSampleRate,
     /// A name memsentry knows but reads later, outside the allocator
-    /// (`MEMSENTRY_HTTP_ADDR`, read by the HTTP endpoint).
+    /// (`MEMSENTRY_HTTP_ADDR`, read by the HTTP endpoint; `MEMSENTRY_WATCH`, by the
+    /// watchdog).
     ReadLater,
     /// A name memsentry does not know: probably a typo.
     Unknown,
@@ -34,7 +36,7 @@ pub(crate) fn classify(name: &[u8], value: &[u8]) -> EnvVar {
         b"MEMSENTRY_SAMPLE_RATE" => {
             parse_bytes(value).map_or(EnvVar::BadSampleRate, EnvVar::SampleRate)
         }
-        b"MEMSENTRY_HTTP_ADDR" => EnvVar::ReadLater,
+        b"MEMSENTRY_HTTP_ADDR" | b"MEMSENTRY_WATCH" => EnvVar::ReadLater,
         _ => EnvVar::Unknown,
     }
 }

@@ -9,6 +9,9 @@
 //! | `/debug/memsentry/snapshot` | GET | the [snapshot](crate::snapshot) as JSON |
 //! | `/debug/memsentry/sample_rate` | GET, POST | the sampling rate; POST sets it (body or `?rate=`: `524288`, `512KiB`, `0`) |
 //! | `/debug/memsentry/tasks` | GET | per-task statistics ([`crate::task::report`]) as JSON; `?debug=1`: the text table |
+//! | `/debug/memsentry/watchdog` | GET | the running [watchdog](crate::watch)'s status as JSON; `?debug=1`: text |
+//! | `/debug/memsentry/dumps` | GET | the watchdog's dump files, newest first, as JSON; `?debug=1`: text |
+//! | `/debug/memsentry/dumps/NAME` | GET | one dump file (only names of the dump files' shape are served) |
 //! | `/healthz` | GET | `ok` |
 //!
 //! The profile paths take `?debug=1` (the text top report), `?format=pprof|folded|svg|top`,
@@ -566,7 +569,10 @@ impl Routes {
             | "/debug/pprof/heap"
             | "/debug/pprof/allocs"
             | "/debug/memsentry/snapshot"
-            | "/debug/memsentry/tasks" => &["GET", "HEAD"],
+            | "/debug/memsentry/tasks"
+            | "/debug/memsentry/watchdog"
+            | "/debug/memsentry/dumps" => &["GET", "HEAD"],
+            _ if path.starts_with(DUMPS_PREFIX) => &["GET", "HEAD"],
             _ => return Response::error(404, &format!("no such path: {path}")),
         };
         if !methods.contains(&request.method.as_str()) {
@@ -591,6 +597,11 @@ impl Routes {
             "/debug/memsentry/snapshot" => no_query(request)
                 .unwrap_or_else(|| Response::ok("application/json", snapshot_json())),
             "/debug/memsentry/tasks" => tasks(request),
+            "/debug/memsentry/watchdog" => watchdog(request),
+            "/debug/memsentry/dumps" => dumps(request),
+            _ if path.starts_with(DUMPS_PREFIX) => {
+                no_query(request).unwrap_or_else(|| dump_file(&path[DUMPS_PREFIX.len()..]))
+            }
             _ => sample_rate(request),
         }
     }
@@ -765,17 +776,120 @@ fn sample_rate(request: &Request) -> Response {
     }
 }
 
-fn tasks(request: &Request) -> Response {
+/// Where one dump file is served: `/debug/memsentry/dumps/NAME`.
+const DUMPS_PREFIX: &str = "/debug/memsentry/dumps/";
+
+/// `?debug=` alone: whether the text form is asked for.
+fn text_flag(request: &Request) -> Result<bool, Response> {
     let mut text = false;
     for (key, value) in &request.query {
         match key.as_str() {
-            "debug" => match debug_flag(value) {
-                Ok(flag) => text = flag,
-                Err(response) => return response,
-            },
-            _ => return unknown_parameter(key),
+            "debug" => text = debug_flag(value)?,
+            _ => return Err(unknown_parameter(key)),
         }
     }
+    Ok(text)
+}
+
+const NO_WATCHDOG: &str = "no watchdog is running: start one with memsentry::watch::Watchdog";
+
+fn watchdog(request: &Request) -> Response {
+    let text = match text_flag(request) {
+        Ok(text) => text,
+        Err(response) => return response,
+    };
+    match crate::watch::status() {
+        Some(status) if text => Response::ok(TEXT, status.to_string()),
+        Some(status) => Response::ok("application/json", status.to_json()),
+        None => Response::error(404, NO_WATCHDOG),
+    }
+}
+
+/// The running watchdog's dump directory, or the 404 that says why there is none.
+fn dump_dir() -> Result<std::path::PathBuf, Response> {
+    if crate::watch::status().is_none() {
+        return Err(Response::error(404, NO_WATCHDOG));
+    }
+    crate::watch::dump_dir()
+        .ok_or_else(|| Response::error(404, "the watchdog writes no dumps (no directory set)"))
+}
+
+fn dumps(request: &Request) -> Response {
+    let text = match text_flag(request) {
+        Ok(text) => text,
+        Err(response) => return response,
+    };
+    let dir = match dump_dir() {
+        Ok(dir) => dir,
+        Err(response) => return response,
+    };
+    let files = match profile::dump::store::list(&dir) {
+        Ok(files) => files,
+        Err(error) => {
+            return Response::error(500, &format!("cannot list {}: {error}", dir.display()));
+        }
+    };
+    if text {
+        let mut out = format!("{} dump files in {}\n", files.len(), dir.display());
+        for file in files.iter().rev() {
+            let _ = writeln!(out, "{:>12}  {}{}", file.bytes, DUMPS_PREFIX, file.name);
+        }
+        return Response::ok(TEXT, out);
+    }
+    let mut out = format!(
+        "{{\"dir\":{},\"files\":[",
+        json_string(&dir.display().to_string())
+    );
+    // Newest first.
+    for (i, file) in files.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"name\":{},\"bytes\":{},\"path\":{}}}",
+            json_string(&file.name),
+            file.bytes,
+            json_string(&format!("{DUMPS_PREFIX}{}", file.name))
+        );
+    }
+    out.push_str("]}");
+    Response::ok("application/json", out)
+}
+
+/// One file of the dump directory, by name: only names of dump files are served.
+fn dump_file(name: &str) -> Response {
+    let dir = match dump_dir() {
+        Ok(dir) => dir,
+        Err(response) => return response,
+    };
+    let Some((_, suffix)) = profile::dump::store::split_name(name) else {
+        return Response::error(404, &format!("no such dump file: {name}"));
+    };
+    match std::fs::read(dir.join(name)) {
+        Ok(body) => {
+            let content_type = match suffix {
+                ".svg" => "image/svg+xml",
+                ".memory.stat" | ".memory.events" => TEXT,
+                _ => "application/octet-stream",
+            };
+            Response::ok(content_type, body).header(
+                "Content-Disposition",
+                format!("attachment; filename=\"{name}\""),
+            )
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            Response::error(404, &format!("no such dump file: {name}"))
+        }
+        Err(error) => Response::error(500, &format!("cannot read {name}: {error}")),
+    }
+}
+
+fn tasks(request: &Request) -> Response {
+    let text = match text_flag(request) {
+        Ok(text) => text,
+        Err(response) => return response,
+    };
     let report = crate::task::report();
     if text {
         return Response::ok(TEXT, report.to_string());
@@ -811,7 +925,7 @@ fn tasks(request: &Request) -> Response {
 }
 
 /// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
+pub(crate) fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

@@ -100,6 +100,7 @@ mod spin;
 mod stats;
 pub mod task;
 mod unwind;
+pub mod watch;
 
 pub use crate::alloc::MemSentry;
 pub use crate::release::{ReleasedMemory, release_memory};

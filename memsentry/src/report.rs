@@ -38,6 +38,16 @@
 //! | `memsentry_task_allocated_bytes_total{task}` | counter | bytes | bytes allocated while polled (exact) |
 //! | `memsentry_task_freed_bytes_total{task}` | counter | bytes | bytes freed while polled (exact) |
 //! | `memsentry_task_inuse_bytes_estimate{task}` | gauge | bytes | bytes the task allocated still in use (sampled estimate) |
+//! | `memsentry_forecast_seconds_to_limit` | gauge | seconds | [watchdog](crate::watch): time until the memory limit at the current growth; NaN: no forecast |
+//! | `memsentry_growth_bytes_per_second{series,window}` | gauge | bytes | watchdog: growth of `live` bytes or `usage` per window (`window="60s"`, …) |
+//! | `memsentry_watchdog_triggers_total{trigger}` | counter | | watchdog trigger firings (`forecast`, `pre-oom`, …) |
+//! | `memsentry_watchdog_dumps_total` | counter | | heap dumps the watchdog wrote |
+//! | `memsentry_watchdog_dump_errors_total` | counter | | heap dumps that failed |
+//! | `memsentry_watchdog_last_dump_timestamp_seconds` | gauge | seconds | Unix time of the last dump; 0: none |
+//! | `memsentry_watchdog_late_ticks_total` | counter | | watchdog ticks that ran late |
+//!
+//! The watchdog's metrics are published only while a watchdog runs.
+//!
 //! `task` is bounded by [`crate::task::set_max_names`] (names past it are `other`).
 //!
 //! `max_size` is a bounded bucket of the block's size class, by upper bound in bytes:
@@ -338,6 +348,7 @@ pub fn describe() {
             describe_gauge!(name, unit, help);
         }
     }
+    crate::watch::metrics::describe();
 }
 
 /// Publishes `snapshot` (and the sampler's state) through the `metrics` facade: one
@@ -381,6 +392,9 @@ pub fn publish(snapshot: &Snapshot) {
             .absolute(row.allocated_bytes);
         counter!("memsentry_task_freed_bytes_total", "task" => task).absolute(row.freed_bytes);
         gauge!("memsentry_task_inuse_bytes_estimate", "task" => task).set(row.inuse_bytes_estimate);
+    }
+    if let Some(status) = crate::watch::status() {
+        crate::watch::metrics::publish(&status);
     }
 }
 

@@ -10,85 +10,24 @@
 // `memsentry/clippy.toml` bans allocating types for the allocator's hot path; tests are not.
 #![allow(clippy::disallowed_types, clippy::disallowed_macros)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use memsentry::MemSentry;
+
+#[path = "support/cgroup.rs"]
+mod cgroup;
 
 #[global_allocator]
 static GLOBAL: MemSentry = MemSentry::new();
 
 const LIMIT: u64 = 256 << 20;
 
-/// A cgroup this test made, removed on drop (after the child that lived in it exited).
-struct Cgroup {
-    dir: PathBuf,
-    procs: PathBuf,
-}
-
-impl Cgroup {
-    /// A new memory cgroup limited to `limit` bytes, or why one cannot be made here.
-    fn create(limit: u64) -> Result<Cgroup, String> {
-        let name = format!("memsentry-test-{}", std::process::id());
-        let v1 = Path::new("/sys/fs/cgroup/memory");
-        let v2 = Path::new("/sys/fs/cgroup");
-        let (dir, limit_file) = if v1.join("memory.limit_in_bytes").exists() {
-            (v1.join(&name), "memory.limit_in_bytes")
-        } else if v2.join("cgroup.controllers").exists() {
-            // The memory controller must be enabled for the root's children.
-            let control = v2.join("cgroup.subtree_control");
-            let enabled = std::fs::read_to_string(&control).unwrap_or_default();
-            if !enabled.split_whitespace().any(|c| c == "memory") {
-                std::fs::write(&control, "+memory")
-                    .map_err(|e| format!("enabling the memory controller: {e}"))?;
-            }
-            (v2.join(&name), "memory.max")
-        } else {
-            return Err("no cgroup memory controller under /sys/fs/cgroup".into());
-        };
-        std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let cgroup = Cgroup {
-            procs: dir.join("cgroup.procs"),
-            dir,
-        };
-        let file = cgroup.dir.join(limit_file);
-        std::fs::write(&file, limit.to_string())
-            .map_err(|e| format!("writing {}: {e}", file.display()))?;
-        Ok(cgroup)
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 #[test]
 fn snapshot_reports_the_cgroup_memory_limit() {
-    let cgroup = match Cgroup::create(LIMIT) {
-        Ok(cgroup) => cgroup,
-        Err(why) => {
-            let required = std::env::var_os("REQUIRE_CGROUP_TEST").is_some();
-            assert!(!required, "cannot set up the cgroup test: {why}");
-            eprintln!("skipped: cannot set up a memory cgroup ({why}); run as root to test");
-            return;
-        }
+    let Some(cgroup) = cgroup::create_or_skip("limit", LIMIT) else {
+        return;
     };
-    // The shell joins the cgroup, then becomes the child test.
-    let output = Command::new("sh")
-        .args([
-            "-c",
-            "echo $$ > \"$1\" && shift && exec \"$@\"",
-            "sh",
-            cgroup.procs.to_str().unwrap(),
-            std::env::current_exe().unwrap().to_str().unwrap(),
-            "child_prints_its_limit",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .output()
+    let output = cgroup
+        .spawn_test("child_prints_its_limit", &[])
+        .wait_with_output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
