@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Interop checks with real tools, on the files the demo writes:
+# - `go tool pprof` reads the newest heap dump its watchdog wrote, and its diff;
 # - `go tool pprof` reads the heap profile (top and raw views, every sample type), with the
 #   demo's known leak as the top in-use entry; reads the diff (its change sample types);
 #   and symbolizes the offline profile against the demo binary;
@@ -46,6 +47,14 @@ done
 pprof() { go tool pprof "$@" 2>"$work/pprof.err" || { cat "$work/pprof.err" >&2; fail "go tool pprof $*"; }; }
 # The first function of a -top report (the row after the column headings).
 first_row() { awk '/flat%/ { getline; print $NF; exit }' "$1"; }
+
+# --- The watchdog's automatic dumps: go tool pprof reads the newest, which holds the leak.
+newest=$(ls "$out"/watchdog/heap-*Z-*.pb.gz 2>/dev/null | grep -v '\.diff\.pb\.gz$' | tail -n 1)
+[ -n "$newest" ] || fail "the demo's watchdog wrote no dump into $out/watchdog"
+pprof -top -sample_index=inuse_space "$newest" >"$work/watchdog.txt"
+grep -q "demo::leak_session_buffers" "$work/watchdog.txt" \
+    || { cat "$work/watchdog.txt" >&2; fail "the watchdog's dump $newest does not hold the leak"; }
+pprof -top -sample_index=inuse_space_change "${newest%.pb.gz}.diff.pb.gz" >"$work/watchdog-diff.txt"
 
 # --- The heap profile.
 profile="$out/heap.pb.gz"

@@ -27,6 +27,11 @@
 //!
 //! and prints the commands that open them.
 //!
+//! A watchdog (`memsentry::watch`) runs beside it on demo settings: windows of 2 and 5
+//! seconds and a limit 64 MiB above the resident set at start. Each second's line shows
+//! its forecast; the leak makes it fire within a few seconds, and its heap dumps go to
+//! `OUT/watchdog/` (`heap-<time>-forecast.pb.gz`, with a flame graph and a diff).
+//!
 //! While it runs it serves Prometheus metrics and the debug endpoint on `127.0.0.1:6060`
 //! (`MEMSENTRY_HTTP_ADDR` overrides the address): `curl localhost:6060/metrics`,
 //! `go tool pprof -top http://localhost:6060/debug/pprof/heap`.
@@ -87,6 +92,12 @@ fn main() -> ExitCode {
         }
     };
 
+    // The watchdog, on demo settings so that it acts within the run: windows of 2 and 5
+    // seconds (1, 5 and 15 minutes by default) and a limit 64 MiB above the resident set
+    // at start (by default the cgroup's). The leak then brings a forecast within a couple
+    // of seconds, and with it a heap dump into OUT/watchdog.
+    let watchdog = start_watchdog(&out.join("watchdog"));
+
     let stop = Arc::new(AtomicBool::new(false));
     let leaked = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
@@ -127,8 +138,14 @@ fn main() -> ExitCode {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         let now = memsentry::snapshot();
         let delta = now.delta(&previous);
+        let forecast = memsentry::watch::status()
+            .and_then(|status| status.forecast)
+            .map_or_else(
+                || "none".to_owned(),
+                |ahead| format!("limit in {}s", ahead.as_secs()),
+            );
         println!(
-            "{second:>4}s  live {:>10}  alloc {:>10}/s ({:>8.0} allocs/s)  resident {:>10}  frag {:>5.1}%",
+            "{second:>4}s  live {:>10}  alloc {:>10}/s ({:>8.0} allocs/s)  resident {:>10}  frag {:>5.1}%  forecast {forecast}",
             Bytes(now.totals.live_bytes()),
             Bytes(delta.allocated_bytes_per_sec() as u64),
             delta.allocations_per_sec(),
@@ -190,12 +207,58 @@ fn main() -> ExitCode {
         None => {}
     }
     let written = write_profiles(&out, &heap, diff.and_then(Result::ok).as_ref());
+    if let Some(watchdog) = watchdog {
+        let status = watchdog.status();
+        watchdog.stop();
+        println!("\n{status}");
+        if let Some(last) = &status.last_dump {
+            println!(
+                "  open the newest dump with: go tool pprof -top {}",
+                last.display()
+            );
+        }
+    }
     drop(monitoring);
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("demo: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// How far above the resident set at start the demo's watchdog puts its limit.
+const DEMO_HEADROOM: u64 = 64 << 20;
+
+/// Starts the watchdog with the demo's settings (`MEMSENTRY_WATCH` overrides them); the
+/// workload runs without it if it cannot start.
+fn start_watchdog(dir: &Path) -> Option<memsentry::watch::WatchdogHandle> {
+    let resident = memsentry::snapshot().resident_bytes.unwrap_or(0);
+    let started = memsentry::watch::Watchdog::new()
+        .interval(Duration::from_millis(250))
+        .windows([Duration::from_secs(2), Duration::from_secs(5)])
+        .limit(resident + DEMO_HEADROOM)
+        .forecast(Duration::from_secs(600))
+        .cooldown(Duration::from_secs(60))
+        .dir(dir)
+        .keep(5)
+        .env()
+        .start();
+    match started {
+        Ok(watchdog) => {
+            println!(
+                "watchdog: forecasting against a demo limit of {} (resident set + {}), \
+                 dumps into {}",
+                Bytes(resident + DEMO_HEADROOM),
+                Bytes(DEMO_HEADROOM),
+                dir.display()
+            );
+            Some(watchdog)
+        }
+        Err(error) => {
+            eprintln!("demo: no watchdog: {error}");
+            None
         }
     }
 }

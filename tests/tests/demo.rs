@@ -52,7 +52,6 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
     );
     let svg = std::fs::read_to_string(format!("{out}/heap.svg")).expect("the flame graph");
     assert!(svg.contains("<svg") && svg.contains("leak_session_buffers"));
-    std::fs::remove_dir_all(&out).unwrap();
     // And prints the profile's top in-use functions.
     assert!(stdout.contains("inuse_space: "), "{stdout}");
     assert!(
@@ -88,6 +87,36 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
         }
     }
     assert!(stdout.contains("(bookkeeping on)"));
+    // The watchdog: a forecast within the run, an automatic dump into OUT/watchdog, and
+    // its status at the end.
+    assert!(
+        stdout.contains("watchdog: forecasting against a demo limit of "),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("forecast limit in ")),
+        "a forecast within 3 s:\n{stdout}"
+    );
+    let dumps: Vec<String> = std::fs::read_dir(format!("{out}/watchdog"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.ends_with("-forecast.pb.gz"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !dumps.is_empty(),
+        "no forecast dump in {out}/watchdog\n{stderr}"
+    );
+    assert!(
+        stderr.contains("memsentry: watchdog: forecast: limit "),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("\nwatchdog: "),
+        "the final status:\n{stdout}"
+    );
     // The task table: the leaking task's instances are alive, the handler's finished.
     let tasks = stdout
         .split("tasks (watch_session never finishes: a task leak):\n")
@@ -123,6 +152,7 @@ fn demo_reports_every_second_and_ends_with_the_class_table() {
     ] {
         assert!(stdout.contains(heading), "{heading:?} missing:\n{stdout}");
     }
+    std::fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]
