@@ -11,7 +11,8 @@
 //!
 //! Variants: `jemalloc`, `memsentry` (default sampling rate), `memsentry_r0` (sampling
 //! off), `memsentry_r1` (every allocation sampled), `memsentry_task` (inside a tracked task),
-//! `memsentry_off` (bookkeeping off). Prefixed with `shim_` (`shim_jemalloc`,
+//! `memsentry_scope` (inside a measured scope, `memsentry::measure`), `memsentry_off`
+//! (bookkeeping off). Prefixed with `shim_` (`shim_jemalloc`,
 //! `shim_memsentry_r0`, …), each allocator is called out of line, as a program calls its
 //! global allocator ([`memsentry_benches::global_shim`], declared here in the binary),
 //! instead of inlined into the benchmark's loop; prefixed with `libshim_`, the same with
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
     let (Some(variant), Some(ops)) = (args.first(), args.get(1).and_then(|n| n.parse().ok()))
     else {
         eprintln!(
-            "usage: mix [shim_|libshim_]jemalloc|memsentry|memsentry_r0|memsentry_r1|memsentry_task|memsentry_off OPS [SIZE]"
+            "usage: mix [shim_|libshim_]jemalloc|memsentry|memsentry_r0|memsentry_r1|memsentry_task|memsentry_scope|memsentry_off OPS [SIZE]"
         );
         return ExitCode::from(2);
     };
@@ -72,10 +73,23 @@ fn main() -> ExitCode {
         "memsentry_r0" => memsentry::profile::set_sample_rate(0),
         "memsentry_task" => _scope = Some(memsentry::task::scope("mix")),
         "memsentry_off" => memsentry::set_enabled(false),
+        "memsentry_scope" => {}
         _ => {
             eprintln!("mix: unknown variant {variant:?}");
             return ExitCode::from(2);
         }
+    }
+    if name == "memsentry_scope" {
+        let ((), usage) = memsentry::measure(|| match shape {
+            Shape::Shim => run(&MemSentryShim, ops, size),
+            _ => run(&MemSentry::new(), ops, size),
+        });
+        // The ring's blocks are all freed: what the scope allocated, it freed.
+        if usage.live_bytes() != 0 {
+            eprintln!("mix: the scope left {} bytes", usage.live_bytes());
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
     }
     match (name == "jemalloc", shape) {
         (true, Shape::Direct) => run(&Jemalloc, ops, size),

@@ -9,6 +9,37 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Item, ItemFn, Lit, LitStr, ReturnType, Token};
 
+mod limit;
+
+/// A memory budget on a test function: fails the test, naming the top call sites, when
+/// what the function allocates exceeds a limit.
+///
+/// `#[memsentry::limit(allocations = 40, peak = "24 MiB", leaks = 0)]` on a `#[test]`
+/// function (or above `#[tokio::test]` on an `async fn`) runs its body in a measured
+/// scope with every allocation sampled (`memsentry::budget::Measure::sites`) and checks,
+/// at its end:
+///
+/// - `allocations = N`: at most N allocations;
+/// - `allocated_bytes = SIZE`: at most SIZE requested bytes allocated;
+/// - `peak = SIZE`: a peak of net live bytes of at most SIZE;
+/// - `leaks = N`: at most N blocks allocated in the body still live at its end.
+///
+/// A SIZE is a number of bytes or a string: `"24 MiB"`, `"24MB"` (10^6), `"512 KiB"`.
+/// Put it above `#[tokio::test]`, so that it measures the test's future rather than the
+/// runtime tokio builds around it.
+#[proc_macro_attribute]
+pub fn limit(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item: TokenStream2 = item.into();
+    match limit::expand(args.into(), item.clone()) {
+        Ok(tokens) => tokens.into(),
+        // The function as written, and the error: no cascade of errors from a missing item.
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#item #error).into()
+        }
+    }
+}
+
 /// Counts a function's instances, polls, allocations and frees as a `memsentry` task.
 ///
 /// - `#[tracked]` on an `async fn` wraps its body in `memsentry::task::Tracked`: each
@@ -33,7 +64,7 @@ struct Args {
     name: Option<LitStr>,
 }
 
-/// One `key = value` argument.
+/// One `key = value` argument (of `#[tracked]` and `#[limit]`).
 struct Arg {
     key: Ident,
     value: Expr,

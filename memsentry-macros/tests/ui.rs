@@ -1,5 +1,5 @@
-//! `#[tracked]` misuse is a compile error pointing at the offending tokens (issue 6).
-//! The cases use `memsentry_macros::tracked`, what `memsentry::tracked` re-exports.
+//! `#[tracked]` and `#[limit]` misuse is a compile error pointing at the offending tokens.
+//! The cases use `memsentry_macros::{tracked, limit}`, what `memsentry` re-exports.
 //! The expected messages are in `tests/ui/*.stderr`; `TRYBUILD=overwrite` regenerates
 //! them after a deliberate change.
 

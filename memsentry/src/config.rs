@@ -8,7 +8,7 @@ pub(crate) const PREFIX: &[u8] = b"MEMSENTRY";
 
 /// The names memsentry understands, as printed in the "unknown variable" warning.
 pub(crate) const KNOWN_VARS_TEXT: &[u8] =
-    b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR, MEMSENTRY_WATCH";
+    b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR, MEMSENTRY_WATCH, MEMSENTRY_BUDGETS";
 
 /// What an environment variable whose name starts with [`PREFIX`] means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub(crate) enum EnvVar {
     BadSampleRate,
     /// A name memsentry knows but reads later, outside the allocator
     /// (`MEMSENTRY_HTTP_ADDR`, read by the HTTP endpoint; `MEMSENTRY_WATCH`, by the
-    /// watchdog).
+    /// watchdog; `MEMSENTRY_BUDGETS`, by the budget baseline check).
     ReadLater,
     /// A name memsentry does not know: probably a typo.
     Unknown,
@@ -36,7 +36,7 @@ pub(crate) fn classify(name: &[u8], value: &[u8]) -> EnvVar {
         b"MEMSENTRY_SAMPLE_RATE" => {
             parse_bytes(value).map_or(EnvVar::BadSampleRate, EnvVar::SampleRate)
         }
-        b"MEMSENTRY_HTTP_ADDR" | b"MEMSENTRY_WATCH" => EnvVar::ReadLater,
+        b"MEMSENTRY_HTTP_ADDR" | b"MEMSENTRY_WATCH" | b"MEMSENTRY_BUDGETS" => EnvVar::ReadLater,
         _ => EnvVar::Unknown,
     }
 }

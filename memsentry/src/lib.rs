@@ -82,6 +82,7 @@
 
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod alloc;
+pub mod budget;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod config;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
@@ -103,6 +104,7 @@ mod unwind;
 pub mod watch;
 
 pub use crate::alloc::MemSentry;
+pub use crate::budget::{measure, measure_future};
 pub use crate::release::{ReleasedMemory, release_memory};
 pub use crate::snapshot::{Bytes, ClassStats, Counts, Delta, Snapshot, snapshot, totals};
 pub use crate::stats::JemallocStats;
@@ -130,6 +132,24 @@ pub use crate::stats::JemallocStats;
 /// }
 /// ```
 pub use memsentry_macros::tracked;
+
+/// A memory budget on a test function: `#[memsentry::limit(allocations = 40, peak =
+/// "24 MiB", leaks = 0)]`; see [`budget`] and the attribute's own docs.
+///
+/// ```rust,standalone_crate
+/// #[global_allocator]
+/// static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+///
+/// #[memsentry::limit(allocations = 1, peak = "1 KiB", leaks = 0)]
+/// fn build() -> usize {
+///     vec![0u8; 1000].len()
+/// }
+///
+/// fn main() {
+///     assert_eq!(build(), 1000);
+/// }
+/// ```
+pub use memsentry_macros::limit;
 
 /// Turns bookkeeping on or off at run time, overriding `MEMSENTRY` from the environment.
 ///

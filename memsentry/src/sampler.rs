@@ -240,6 +240,15 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task
         task,
     };
     insert_live(address, record);
+    crate::budget::on_sample(address, &record, frames);
+}
+
+/// The live record of the block at `address`, if it is sampled (a copy; the record
+/// stays). Must run under the guard.
+pub(crate) fn live_record(address: usize) -> Option<Record> {
+    let slot = FilterSlot::of(address);
+    let shard = live_shard(slot).lock();
+    shard.records.get(&address).copied()
 }
 
 /// Puts `record` in the live table and counts it in the free-side filter. A record

@@ -164,16 +164,17 @@ static BY_NAME: Mutex<Option<HashMap<&'static str, &'static Stats>>> = Mutex::ne
 /// nested in another charges the outer one by index.
 static BY_INDEX: boxcar::Vec<&'static Stats> = boxcar::Vec::new();
 
-/// Runs `f` with no task current, so that memsentry's own bookkeeping (registering a
-/// name, the live-instance sets) is charged to no task; the tally is kept.
-fn untracked<R>(f: impl FnOnce() -> R) -> R {
-    struct Resume(u32);
+/// Runs `f` with no task current and no scope open, so that memsentry's own bookkeeping
+/// (registering a name, the live-instance sets) is charged to no task and counted in no
+/// measured scope; the tally is kept.
+pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
+    struct Resume(tally::Suspended);
     impl Drop for Resume {
         fn drop(&mut self) {
-            tally::set_current(self.0);
+            tally::resume(self.0);
         }
     }
-    let _resume = Resume(tally::set_current(0));
+    let _resume = Resume(tally::suspend());
     f()
 }
 

@@ -66,7 +66,7 @@ fn environment_switch() {
     assert_eq!(
         warnings(&stderr),
         [
-            "memsentry: ignoring unknown environment variable MEMSENTRY_OOPS (known: MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR, MEMSENTRY_WATCH)"
+            "memsentry: ignoring unknown environment variable MEMSENTRY_OOPS (known: MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR, MEMSENTRY_WATCH, MEMSENTRY_BUDGETS)"
         ]
     );
 }

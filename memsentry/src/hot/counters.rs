@@ -261,18 +261,35 @@ fn target() -> Target {
     }
 }
 
-/// Moves this thread's slot pointer between the fast path's owned slot pointer (no task
-/// current) and `TASK_SLOT` (a task current; the owned one is then [`CLOSED`]). With a
-/// task current, the fast path's test fails and [`try_record_fast`] falls through to its
-/// task branch, which counts in the same slot and charges the task; with none, the fast
-/// path never looks at tasks at all.
-pub(crate) fn set_task_mode(task: bool) {
+/// Where this thread's calls are counted, as [`set_mode`] arranges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// No task current, no scope open: the fast path counts in the owned slot.
+    Fast,
+    /// A task current: the fast path's test fails (its slot pointer is [`CLOSED`]) and
+    /// [`try_record_fast`]'s callers fall through to the task branch, which counts in
+    /// the same slot (kept in `TASK_SLOT`) and charges the task.
+    Task,
+    /// A measured scope open: both the fast path and the task branch fail, so every call
+    /// takes the general slow path, which counts it and charges the scope (and the task,
+    /// if one is current). The fast path and the task branch stay free of the scope's
+    /// bookkeeping.
+    Slow,
+}
+
+/// Moves this thread's slot pointer for `mode`: with no task and no scope, the fast path
+/// never looks at either.
+pub(crate) fn set_mode(mode: Mode) {
     let slot = SLOT
         .try_with(Cell::get)
         .ok()
         .filter(|&index| index < MAX_SLOTS)
         .map(|index| &SLOTS[index]);
-    let (fast, in_task) = if task { (None, slot) } else { (slot, None) };
+    let (fast, in_task) = match mode {
+        Mode::Fast => (slot, None),
+        Mode::Task => (None, slot),
+        Mode::Slow => (None, None),
+    };
     let _ = FAST.try_with(|locals| locals.owned_slot.set(fast.unwrap_or(&CLOSED)));
     let _ = TASK_SLOT.try_with(|owned| owned.set(in_task));
 }
@@ -318,7 +335,7 @@ fn claim() -> Target {
     sync_gate(&SLOTS[index]);
     let _ = SLOT.try_with(|slot| slot.set(index));
     // Where the fast path finds the slot: where a task switch would have put it.
-    set_task_mode(super::task::current() != 0);
+    set_mode(super::task::mode());
     Target::Owned(&SLOTS[index])
 }
 
@@ -469,7 +486,7 @@ pub(crate) fn try_record_in_task(event: Event, size: usize, align: usize) -> boo
     };
     let counted = record_exact(shard, event, size, align);
     if counted {
-        super::task::charge(event, size);
+        super::task::charge_in_task(event, size);
     }
     counted
 }

@@ -150,7 +150,7 @@ pub(crate) fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
         && !counters::try_record_in_task(Event::Alloc, size, align)
     {
         counters::record_alloc(size_class::index_of(size, align), size);
-        task::charge(Event::Alloc, size);
+        task::charge(Event::Alloc, size, align);
     }
     sampler::due(size)
 }
@@ -173,10 +173,11 @@ pub(crate) fn take_sample(size: usize) -> Option<(sampler::Guard, u64)> {
 #[inline(never)]
 pub(crate) fn record_sample(ptr: *mut u8, size: usize, rate: u64, marker: usize) {
     // The sample belongs to the current task; the sampler's own allocations (its tables)
-    // are charged to no task.
-    let task = task::set_current(0);
+    // are charged to no task and counted in no scope.
+    let task = task::current();
+    let suspended = task::suspend();
     crate::sampler::record(ptr as usize, size, rate, marker, task);
-    task::set_current(task);
+    task::resume(suspended);
 }
 
 /// The fast path of the bookkeeping for a free of `size` bytes aligned to `align`, run
@@ -259,7 +260,7 @@ fn count_free_general(size: usize, align: usize) -> bool {
         && !counters::try_record_in_task(Event::Free, size, align)
     {
         counters::record_free(size_class::index_of(size, align), size);
-        task::charge(Event::Free, size);
+        task::charge(Event::Free, size, align);
     }
     active
 }

@@ -103,6 +103,9 @@ thread_local! {
     static RNG: Cell<u64> = const { Cell::new(0) };
     /// Set while this thread records a sample or reads the table.
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// This thread's own sampling rate while a measured scope asks for one
+    /// (`crate::budget`); 0: the process's rate.
+    static THREAD_RATE: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Runs `f` on this thread's countdown: bytes until its next sample, kept beside the
@@ -123,8 +126,28 @@ pub(crate) fn rate() -> u64 {
 pub(crate) fn set_rate(rate: u64) {
     RATE.store(rate, Ordering::Relaxed);
     if RNG.try_with(Cell::get).is_ok_and(|state| state != 0) {
-        let countdown = draw(rate);
+        let countdown = draw(thread_rate());
         let _ = with_countdown(|c| c.set(countdown));
+    }
+}
+
+/// Makes this thread sample at `rate` (0: at the process's rate again) until called
+/// again, without changing the other threads' rate; returns the thread's rate before
+/// (0: the process's). Draws a new countdown at once. Slow path only: for scopes.
+pub(crate) fn set_thread_rate(rate: u64) -> u64 {
+    let previous = THREAD_RATE.try_with(|r| r.replace(rate)).unwrap_or(0);
+    if previous != rate && RNG.try_with(Cell::get).is_ok_and(|state| state != 0) {
+        let countdown = draw(thread_rate());
+        let _ = with_countdown(|c| c.set(countdown));
+    }
+    previous
+}
+
+/// The rate this thread samples at: its own, or the process's.
+fn thread_rate() -> u64 {
+    match THREAD_RATE.try_with(Cell::get) {
+        Ok(0) | Err(_) => rate(),
+        Ok(rate) => rate,
     }
 }
 
@@ -341,7 +364,7 @@ impl Drop for Guard {
 /// draws the next countdown, which `guard` (this thread's) keeps for after it. Returns
 /// the rate to weight the sample with, or `None`.
 pub(crate) fn take_sample(guard: &mut Guard, size: usize) -> Option<u64> {
-    let rate = rate();
+    let rate = thread_rate();
     let state = RNG.try_with(Cell::get).ok()?;
     let mut countdown = with_countdown(Cell::get).ok()?;
     if state == 0 {

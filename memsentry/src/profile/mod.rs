@@ -375,7 +375,7 @@ impl Profile {
         }
     }
 
-    fn build(
+    pub(crate) fn build(
         taken_at: SystemTime,
         now: u64,
         sample_rate: u64,

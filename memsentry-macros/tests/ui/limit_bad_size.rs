@@ -1,0 +1,4 @@
+#[memsentry_macros::limit(peak = "24 megabytes")]
+fn measured() {}
+
+fn main() {}

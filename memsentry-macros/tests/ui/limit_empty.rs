@@ -1,0 +1,4 @@
+#[memsentry_macros::limit()]
+fn measured() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[memsentry_macros::limit(allocations = "forty")]
+fn measured() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[memsentry_macros::limit(leaks = 0)]
+struct Measured;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[memsentry_macros::limit(allocations = 40, colour = 1)]
+fn measured() {}
+
+fn main() {}
