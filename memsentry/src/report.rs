@@ -23,7 +23,7 @@
 //! | `memsentry_failed_allocations_total` | counter | | allocations the inner allocator refused |
 //! | `memsentry_jemalloc_{allocated,active,resident,mapped,retained,metadata}_bytes` | gauge | bytes | jemalloc's `stats.*` |
 //! | `memsentry_jemalloc_{dirty,muzzy}_bytes` | gauge | bytes | jemalloc's dirty and muzzy pages, all arenas ([`JemallocStats::dirty`](crate::JemallocStats::dirty)) |
-//! | `memsentry_jemalloc_{dirty,muzzy}_decay_milliseconds` | gauge | milliseconds | jemalloc's `arenas.*_decay_ms`; -1: never purged |
+//! | `memsentry_jemalloc_{dirty,muzzy}_decay_seconds` | gauge | seconds | jemalloc's `arenas.*_decay_ms`, in seconds; -1: never purged |
 //! | `memsentry_process_resident_bytes` | gauge | bytes | the process's resident set |
 //! | `memsentry_memory_limit_bytes` | gauge | bytes | the cgroup memory limit ([`Snapshot::memory_limit_bytes`]); 0: none set |
 //! | `memsentry_sampler_live_samples` | gauge | | sampled blocks still allocated |
@@ -175,25 +175,31 @@ const GAUGES: [GaugeSpec; 18] = [
         value: |t| t.jemalloc(|j| j.muzzy),
     },
     GaugeSpec {
-        name: "memsentry_jemalloc_dirty_decay_milliseconds",
-        unit: Unit::Milliseconds,
-        help: "jemalloc arenas.dirty_decay_ms: how long dirty pages wait before they are purged (-1: never).",
+        name: "memsentry_jemalloc_dirty_decay_seconds",
+        unit: Unit::Seconds,
+        help: "jemalloc arenas.dirty_decay_ms in seconds: how long dirty pages wait before they are purged (-1: never).",
         value: |t| {
             t.snapshot
                 .jemalloc
                 .as_ref()
-                .map(|j| j.dirty_decay_ms as f64)
+                .map(|j| match j.dirty_decay_ms {
+                    -1 => -1.0,
+                    ms => ms as f64 / 1000.0,
+                })
         },
     },
     GaugeSpec {
-        name: "memsentry_jemalloc_muzzy_decay_milliseconds",
-        unit: Unit::Milliseconds,
-        help: "jemalloc arenas.muzzy_decay_ms: how long muzzy pages wait before they are purged (-1: never).",
+        name: "memsentry_jemalloc_muzzy_decay_seconds",
+        unit: Unit::Seconds,
+        help: "jemalloc arenas.muzzy_decay_ms in seconds: how long muzzy pages wait before they are purged (-1: never).",
         value: |t| {
             t.snapshot
                 .jemalloc
                 .as_ref()
-                .map(|j| j.muzzy_decay_ms as f64)
+                .map(|j| match j.muzzy_decay_ms {
+                    -1 => -1.0,
+                    ms => ms as f64 / 1000.0,
+                })
         },
     },
     GaugeSpec {
