@@ -9,6 +9,9 @@
 //! With a third argument, every request has that many bytes instead of the mix's sizes:
 //! the cost of one request size.
 //!
+//! `MIX_UNWINDER=dwarf`, `table` or `frame-pointers` in the environment walks every sample's
+//! stack that way (by default the process's start-up check chooses).
+//!
 //! Variants: `jemalloc`, `memsentry` (default sampling rate), `memsentry_r0` (sampling
 //! off), `memsentry_r1` (every allocation sampled), `memsentry_task` (inside a tracked task),
 //! `memsentry_scope` (inside a measured scope, `memsentry::measure`), `memsentry_off`
@@ -64,6 +67,20 @@ fn main() -> ExitCode {
     } else {
         (Shape::Direct, variant.as_str())
     };
+    // `MIX_UNWINDER=dwarf|table|frame-pointers` walks every sample so (default: the
+    // process's check decides), to compare the walks' costs in one build.
+    match std::env::var("MIX_UNWINDER").as_deref() {
+        Ok("dwarf") => memsentry::profile::set_unwinder(memsentry::profile::Unwinder::Dwarf),
+        Ok("table") => memsentry::profile::set_unwinder(memsentry::profile::Unwinder::Table),
+        Ok("frame-pointers") => {
+            memsentry::profile::set_unwinder(memsentry::profile::Unwinder::FramePointers);
+        }
+        Ok(other) => {
+            eprintln!("mix: MIX_UNWINDER={other:?}: expected dwarf, table or frame-pointers");
+            return ExitCode::from(2);
+        }
+        Err(_) => {}
+    }
     // Inside a task (`memsentry_task`): the thread's fast path is off, the task branch
     // counts and charges it.
     let mut _scope = None;

@@ -229,8 +229,9 @@ fn main() -> ExitCode {
     );
     check(worst_c <= 0.01, format!("512 KiB: C share {worst_c}"));
 
+    println!("\nstacks walked by {}", profile::unwinder());
     if failures.is_empty() {
-        println!("\naccuracy: every target met");
+        println!("accuracy: every target met");
         ExitCode::SUCCESS
     } else {
         eprintln!("\naccuracy: targets missed: {}", failures.join("; "));

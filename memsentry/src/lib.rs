@@ -83,6 +83,8 @@
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod alloc;
 pub mod budget;
+#[cfg(target_arch = "x86_64")]
+mod cfi;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod config;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
@@ -215,6 +217,14 @@ pub fn size_class(layout: core::alloc::Layout) -> u64 {
 #[must_use]
 pub fn class_bucket(layout: core::alloc::Layout) -> u64 {
     hot::size_class::size_of_index(hot::size_class::index_of(layout.size(), layout.align()))
+}
+
+/// The caller's stack walked by libgcc's unwinder and by memsentry's unwind table, leaf
+/// first. Not part of the API: for memsentry's tests of builds without frame pointers.
+#[doc(hidden)]
+#[must_use]
+pub fn __both_walks() -> (Vec<usize>, Vec<usize>) {
+    unwind::both_walks()
 }
 
 /// Number of per-thread counter slots currently owned by live threads.

@@ -1,27 +1,33 @@
 //! **[S]** Stack capture for samples: a frame-pointer walk where the program keeps frame
-//! pointers, DWARF unwinding everywhere else.
+//! pointers, a walk by memsentry's cached unwind table (`crate::cfi`) where it does not,
+//! libgcc's DWARF unwinder where neither agrees with it.
 //!
-//! DWARF unwinding (libgcc's `_Unwind_Backtrace`, through `backtrace`) works on any build
-//! but costs ~2,000 instructions a frame: most of a sample's price. Following the chain
-//! of saved frame pointers costs a few instructions a frame, and is right only if every
-//! frame on the stack keeps one (`-C force-frame-pointers=yes`; Rust's standard library
-//! is built that way, most other code is not by default).
+//! libgcc's unwinder (`_Unwind_Backtrace`, through `backtrace`) works on any build but
+//! costs ~2,000 instructions a frame: it finds and interprets each frame's call-frame
+//! information anew. Following the chain of saved frame pointers costs a few instructions
+//! a frame, and is right only if every frame on the stack keeps one
+//! (`-C force-frame-pointers=yes`; Rust's standard library is built that way, most other
+//! code is not by default). The table walk reads the same call-frame information, turned
+//! once into a sorted table of rules ("CFA = SP + 16, return address at CFA − 8"), with a
+//! per-thread cache of the rules of recent return addresses: tens of instructions a frame,
+//! on any build.
 //!
-//! So the process *checks*: its first [`CHECKS`] samples walk both ways. If every
+//! So the process *checks*: its first [`CHECKS`] samples walk all three ways. If every
 //! frame-pointer walk gives the same frames as the DWARF walk (the DWARF walk may go up
-//! to [`OUTER_SLACK`] frames further, into the C runtime's thread entry, whose code keeps
-//! no frame pointer), later samples walk frame pointers only; at the first disagreement,
-//! DWARF for the rest of the process. [`set`] overrides the choice.
+//! to [`OUTER_SLACK`] frames further, into code that keeps no frame pointer, such as the
+//! C runtime's thread entry), later samples walk frame pointers; otherwise, if every table
+//! walk agreed, the table; otherwise DWARF for the rest of the process, said once on
+//! stderr. [`set`] overrides the choice.
 //!
-//! The frame-pointer walk reads only memory between the walker's own frame and the end of
-//! the mapping that holds the thread's stack (read once per thread from
-//! `/proc/self/maps`), 16-byte aligned, strictly upwards: whatever a register holds, it
-//! never reads unmapped memory. Runs under the sampler's guard, like everything in
-//! `crate::sampler`; takes no lock.
+//! The frame-pointer and table walks read only memory between the walker's own frame and
+//! the end of the mapping that holds the thread's stack (read once per thread from
+//! `/proc/self/maps`), aligned, strictly upwards: whatever a register or a rule says, they
+//! never read unmapped memory. They run under the sampler's guard, like everything in
+//! `crate::sampler`, and take no lock (building the table takes the loader's, once).
 
 use core::cell::Cell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use crate::sampler::MAX_FRAMES;
 
@@ -33,14 +39,20 @@ const OUTER_SLACK: usize = 3;
 const CHECKING: u8 = 0;
 const FRAME_POINTERS: u8 = 1;
 const DWARF: u8 = 2;
+const TABLE: u8 = 3;
 
 static MODE: AtomicU8 = AtomicU8::new(if cfg!(target_arch = "x86_64") {
     CHECKING
 } else {
     DWARF
 });
-/// Checks passed since the mode was last set to checking.
+/// Samples checked since the mode was last set to checking.
 static AGREED: AtomicU32 = AtomicU32::new(0);
+/// Whether a frame-pointer walk disagreed during the check.
+static FP_DISAGREED: AtomicBool = AtomicBool::new(false);
+/// Table walks that agreed, and whether one disagreed, during the check.
+static TABLE_AGREED: AtomicU32 = AtomicU32::new(0);
+static TABLE_DISAGREED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// The mapping that holds this thread's stack, `start..end`, as last read; empty
@@ -60,6 +72,10 @@ pub enum Unwinder {
     FramePointers,
     /// DWARF call-frame information, through libgcc: ~2,000 instructions a frame.
     Dwarf,
+    /// DWARF call-frame information through memsentry's cached table of every loaded
+    /// object's unwind rules: tens of instructions a frame, on code without frame
+    /// pointers.
+    Table,
 }
 
 impl core::fmt::Display for Unwinder {
@@ -68,6 +84,7 @@ impl core::fmt::Display for Unwinder {
             Unwinder::Checking => "checking frame pointers against DWARF",
             Unwinder::FramePointers => "frame pointers",
             Unwinder::Dwarf => "DWARF",
+            Unwinder::Table => "unwind tables",
         })
     }
 }
@@ -77,6 +94,7 @@ pub(crate) fn current() -> Unwinder {
     match MODE.load(Ordering::Relaxed) {
         CHECKING => Unwinder::Checking,
         FRAME_POINTERS => Unwinder::FramePointers,
+        TABLE => Unwinder::Table,
         _ => Unwinder::Dwarf,
     }
 }
@@ -89,8 +107,12 @@ pub(crate) fn set(unwinder: Unwinder) {
         Unwinder::Checking => CHECKING,
         Unwinder::FramePointers => FRAME_POINTERS,
         Unwinder::Dwarf => DWARF,
+        Unwinder::Table => TABLE,
     };
     AGREED.store(0, Ordering::Relaxed);
+    TABLE_AGREED.store(0, Ordering::Relaxed);
+    FP_DISAGREED.store(false, Ordering::Relaxed);
+    TABLE_DISAGREED.store(false, Ordering::Relaxed);
     MODE.store(mode, Ordering::Relaxed);
 }
 
@@ -113,7 +135,7 @@ impl Frames {
 
     /// Appends `ip` if there is room; `false` once the buffer is full (with or without it).
     #[inline(always)]
-    fn push(&mut self, ip: usize) -> bool {
+    pub(crate) fn push(&mut self, ip: usize) -> bool {
         if let Some(slot) = self.ips.get_mut(self.len) {
             slot.write(ip);
             self.len += 1;
@@ -142,6 +164,12 @@ pub(crate) fn capture(out: &mut Frames, marker: usize) {
             return;
         }
         // Nothing walkable here (an alternate signal stack, no /proc): DWARF this once.
+    } else if mode == TABLE {
+        if walk_table(out, marker) {
+            return;
+        }
+        // No table yet (another thread builds it), or nothing walkable: DWARF this once.
+        out.len = 0;
     }
     // One call site for the DWARF walk whatever the mode: its frames, kept when nothing
     // is skipped (`marker` 0), stay the same.
@@ -151,20 +179,100 @@ pub(crate) fn capture(out: &mut Frames, marker: usize) {
     }
 }
 
-/// Walks frame pointers too and compares with `dwarf`, the DWARF walk's result.
+/// Walks frame pointers and the table too, and compares both with `dwarf`, the DWARF
+/// walk's result; after [`CHECKS`] samples, settles the mode.
 #[inline(never)]
 fn check(dwarf: &[usize], marker: usize) {
     let mut fp = Frames::new();
     walk_frame_pointers(&mut fp, marker);
-    let next = if agree(fp.as_slice(), dwarf) {
-        if AGREED.fetch_add(1, Ordering::Relaxed) + 1 < CHECKS {
-            return;
+    if !agree(fp.as_slice(), dwarf) {
+        FP_DISAGREED.store(true, Ordering::Relaxed);
+    }
+    let mut table = Frames::new();
+    if walk_table(&mut table, marker) {
+        if agree(table.as_slice(), dwarf) {
+            TABLE_AGREED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            TABLE_DISAGREED.store(true, Ordering::Relaxed);
         }
+    }
+    if AGREED.fetch_add(1, Ordering::Relaxed) + 1 < CHECKS {
+        return;
+    }
+    let next = if !FP_DISAGREED.load(Ordering::Relaxed) {
         FRAME_POINTERS
+    } else if !TABLE_DISAGREED.load(Ordering::Relaxed)
+        && TABLE_AGREED.load(Ordering::Relaxed) >= CHECKS / 2
+    {
+        TABLE
     } else {
         DWARF
     };
-    let _ = MODE.compare_exchange(CHECKING, next, Ordering::Relaxed, Ordering::Relaxed);
+    if MODE
+        .compare_exchange(CHECKING, next, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+        && next == DWARF
+    {
+        // Said once: every later sample pays libgcc's price.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"memsentry: neither frame pointers nor memsentry's unwind table walked this \
+              program's stacks as libgcc's unwinder does: samples walk stacks with libgcc \
+              (slower; see profile::unwinder)\n",
+        );
+    }
+}
+
+/// The table walk ([`crate::cfi`]), building the table first if there is none yet;
+/// `false` if there is no table to walk by (another thread is building it) or the walk
+/// found no frame.
+fn walk_table(out: &mut Frames, marker: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let Some(table) = crate::cfi::table_or_build() else {
+            return false;
+        };
+        let here = 0u8;
+        let Some(top) = mapping_end_of(core::ptr::addr_of!(here) as usize) else {
+            return false;
+        };
+        match crate::cfi::walk(table, out, marker, top) {
+            crate::cfi::Stop::Done => {}
+            crate::cfi::Stop::NoRule => {
+                crate::cfi::STOPPED_NO_RULE.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::cfi::Stop::OutOfBounds => {
+                crate::cfi::STOPPED_OUT_OF_BOUNDS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        out.len > 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (out, marker);
+        false
+    }
+}
+
+/// The calling stack walked by libgcc and by the unwind table, each leaf first, from the
+/// caller's frame up, and whether the table walk stopped early: for tests that compare
+/// the two on builds without frame pointers. Not part of the API.
+#[inline(never)]
+pub(crate) fn both_walks() -> (Vec<usize>, Vec<usize>) {
+    let marker = 0u8;
+    let marker = core::hint::black_box(core::ptr::addr_of!(marker)) as usize;
+    both_walks_below(marker)
+}
+
+#[inline(never)]
+fn both_walks_below(marker: usize) -> (Vec<usize>, Vec<usize>) {
+    // Building the table allocates: not to be sampled (nor these walks' vectors).
+    let _guard = crate::hot::sampler::Guard::enter();
+    let mut dwarf = Frames::new();
+    walk_dwarf(&mut dwarf, marker);
+    let mut table = Frames::new();
+    walk_table(&mut table, marker);
+    (dwarf.as_slice().to_vec(), table.as_slice().to_vec())
 }
 
 /// Whether a frame-pointer walk found what the DWARF walk found (see the module docs).

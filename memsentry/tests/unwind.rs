@@ -1,5 +1,5 @@
-//! Stack walks for samples: the frame-pointer check, and frame-pointer and DWARF walks
-//! giving the same frames for the same call site. This suite is built with frame pointers
+//! Stack walks for samples: the frame-pointer check, and frame-pointer, unwind-table and
+//! DWARF walks giving the same frames for the same call site. This suite is built with frame pointers
 //! (`.cargo/config.toml`), as memsentry recommends for production.
 
 #![allow(clippy::disallowed_types, clippy::disallowed_macros)]
@@ -32,7 +32,12 @@ fn walked_caller(count: usize) -> Vec<Box<[u8]>> {
 /// the test harness in release builds).
 #[inline(never)]
 fn allocate_with_each_unwinder(kept: &mut Vec<Vec<Box<[u8]>>>) {
-    for unwinder in [Unwinder::Checking, Unwinder::FramePointers, Unwinder::Dwarf] {
+    for unwinder in [
+        Unwinder::Checking,
+        Unwinder::FramePointers,
+        Unwinder::Dwarf,
+        Unwinder::Table,
+    ] {
         profile::set_unwinder(unwinder);
         // One call site for every round: the same return addresses on every stack.
         kept.push(walked_caller(BLOCKS));
@@ -72,11 +77,11 @@ fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
             .unwrap_or_else(|| panic!("the walk reaches the allocating loop: {names:#?}"));
         walks.insert(names[..=test].to_vec());
     }
-    assert_eq!(samples, 3 * BLOCKS as u64, "every block sampled (R = 1)");
+    assert_eq!(samples, 4 * BLOCKS as u64, "every block sampled (R = 1)");
     assert_eq!(
         walks.len(),
         1,
-        "frame pointers and DWARF walk the same frames: {walks:#?}"
+        "frame pointers, the unwind table and DWARF walk the same frames: {walks:#?}"
     );
     let walk = walks.first().unwrap();
     let caller = walk.iter().position(|n| n.ends_with("walked_caller"));

@@ -105,25 +105,32 @@ pub fn set_sample_rate(bytes: u64) {
 
 /// How samples' stacks are walked now.
 ///
-/// A process starts out [`Unwinder::Checking`]: its first samples walk both the frame-pointer
-/// chain and the DWARF call-frame information and compare. If they always agree (the
+/// A process starts out [`Unwinder::Checking`]: its first samples walk the frame-pointer
+/// chain, memsentry's unwind table (the loaded objects' DWARF call-frame information,
+/// parsed once into a sorted table of rules, see `BENCHMARKS.md`) and libgcc's DWARF
+/// unwinder, and compare. If the frame-pointer walks always agree with libgcc's (the
 /// program keeps frame pointers: built with `-C force-frame-pointers=yes`), sampling then
-/// follows frame pointers only, about a hundred times cheaper per sample; otherwise it
-/// stays with DWARF. Frame-pointer walks exist on x86-64 only.
+/// follows frame pointers; otherwise, if the table walks agree, the table (the usual case
+/// for a build without frame pointers, three to four times the frame-pointer walk's
+/// instructions); otherwise libgcc, about a hundred times the frame-pointer walk, said once
+/// on stderr. Frame-pointer and table walks exist on x86-64 only.
 ///
 /// ```
 /// use memsentry::profile::{Unwinder, unwinder};
-/// assert!(matches!(unwinder(), Unwinder::Checking | Unwinder::FramePointers | Unwinder::Dwarf));
+/// assert!(matches!(
+///     unwinder(),
+///     Unwinder::Checking | Unwinder::FramePointers | Unwinder::Table | Unwinder::Dwarf
+/// ));
 /// ```
 #[must_use]
 pub fn unwinder() -> Unwinder {
     crate::unwind::current()
 }
 
-/// Overrides the stack-walk choice (see [`unwinder`]): `Dwarf` where frame pointers give
-/// wrong stacks despite the check (code that keeps no frame pointer yet leaves one that
-/// looks right), `FramePointers` to skip the check, `Checking` to check again. Stacks
-/// already sampled keep the frames they were taken with.
+/// Overrides the stack-walk choice (see [`unwinder`]): `Dwarf` where frame pointers or the
+/// table give wrong stacks despite the check (code that keeps no frame pointer yet leaves
+/// one that looks right), `FramePointers` or `Table` to skip the check, `Checking` to
+/// check again. Stacks already sampled keep the frames they were taken with.
 ///
 /// ```
 /// use memsentry::profile::{Unwinder, set_unwinder, unwinder};
@@ -157,17 +164,40 @@ pub struct SamplerUsage {
     pub bytes: usize,
     /// The current sampling rate.
     pub sample_rate: u64,
+    /// The unwind table's memory, for walking stacks without frame pointers
+    /// ([`Unwinder::Table`]): its rows (8 bytes of address, 8 of rule, each), 0 until it
+    /// is built (at the first sample, when it is needed).
+    pub unwind_table_bytes: u64,
+    /// The unwind table's rows (address ranges with one unwind rule each).
+    pub unwind_table_rows: u64,
+    /// How long building the last unwind table took, in microseconds.
+    pub unwind_table_build_micros: u64,
+    /// Rows of the loaded objects' call-frame information the table cannot express (a
+    /// DWARF expression, a signal frame): a walk that reaches one stops there.
+    pub unwind_table_unsupported_rows: u64,
+    /// Table walks that stopped before the outermost frame (an address with no rule, or a
+    /// rule that pointed outside the stack).
+    pub unwind_walks_stopped: u64,
 }
 
 /// Sizes of the sampler's tables.
 #[must_use]
 pub fn usage() -> SamplerUsage {
     let usage = crate::sampler::usage();
+    #[cfg(target_arch = "x86_64")]
+    let table = crate::cfi::usage();
+    #[cfg(not(target_arch = "x86_64"))]
+    let table = [0; 5];
     SamplerUsage {
         live_samples: usage.live_samples,
         stacks: usage.stacks,
         bytes: usage.bytes,
         sample_rate: sampler::rate(),
+        unwind_table_bytes: table[0],
+        unwind_table_rows: table[1],
+        unwind_table_build_micros: table[2],
+        unwind_table_unsupported_rows: table[3],
+        unwind_walks_stopped: table[4],
     }
 }
 
