@@ -15,16 +15,8 @@ name=prometheus
 scripts/prometheus-rules.sh
 command -v prometheus >/dev/null || fail "prometheus is missing"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+with_work
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_for() { # wait_for WHAT URL: until URL answers, for at most 20 s
     for _ in $(seq 200); do curl -fsS -o /dev/null "$2" 2>/dev/null && return; sleep 0.1; done
     fail "$1 did not answer at $2"

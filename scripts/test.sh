@@ -30,6 +30,9 @@ scripts/interop.sh
 step "prometheus: promtool checks /metrics and the alert rules; a real server scrapes the demo"
 scripts/prometheus.sh
 
+step "fleet: go tool pprof -seconds reads delta profiles, headers match Go's, the scrape configurations parse"
+scripts/fleet.sh
+
 step "tests in release: the allocator as it ships (inlined, optimised; after the steps above, whose release builds it reuses)"
 REQUIRE_CGROUP_TEST=1 cargo test --release -p memsentry --tests
 

@@ -1,6 +1,7 @@
 //! The reporter's own cost: one tick is `snapshot()` plus `report::publish`, here into a
 //! real Prometheus recorder (`metrics-exporter-prometheus`), with N size classes in the
-//! snapshot (N = 10, 50, and every class this process used).
+//! snapshot (N = 10, 50, and every class this process used); and the render of `/metrics`
+//! and a tick with 1,000 task names, what one scrape of a busy instance costs.
 //!
 //! ```text
 //! cargo bench -p memsentry-benches --bench reporter
@@ -49,6 +50,21 @@ fn bench_reporter(c: &mut Criterion) {
     group.bench_function("render", |b| {
         let handle = recorder.handle();
         b.iter(|| black_box(handle.render()));
+    });
+    // A scrape of an instance with 1,000 task names (the default bound): publish and
+    // render, what one Prometheus scrape of /metrics costs the service.
+    for i in 0..1000 {
+        drop(memsentry::task::scope(&format!("bench::task_{i}")));
+    }
+    metrics::with_local_recorder(&recorder, || memsentry::report::publish(&full));
+    group.bench_function("render_1000_tasks", |b| {
+        let handle = recorder.handle();
+        b.iter(|| black_box(handle.render()));
+    });
+    group.bench_function("tick_1000_tasks", |b| {
+        metrics::with_local_recorder(&recorder, || {
+            b.iter(|| memsentry::report::publish(&memsentry::snapshot()));
+        });
     });
     group.finish();
     drop(blocks);

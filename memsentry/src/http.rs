@@ -46,9 +46,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::profile::{self, SampleType, Symbolization};
 
+mod fleet;
+
 /// The address the server binds unless told otherwise: Go's pprof examples' port, on
 /// loopback.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 6060);
+
+/// The lowest sampling rate a request may set without [`Server::allow_changes`]: lower
+/// rates sample so often that they slow the service (rate 1 samples every allocation).
+pub const MIN_SAMPLE_RATE: u64 = 4096;
 
 /// The variable [`Server::addr_from_env`] reads.
 pub const ADDR_VAR: &str = "MEMSENTRY_HTTP_ADDR";
@@ -83,6 +89,7 @@ pub struct Server {
     addr: SocketAddr,
     token: Option<String>,
     metrics: Option<Render>,
+    allow_changes: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -91,6 +98,7 @@ impl std::fmt::Debug for Server {
             .field("addr", &self.addr)
             .field("token", &self.token.as_ref().map(|_| "…"))
             .field("metrics", &self.metrics.is_some())
+            .field("allow_changes", &self.allow_changes)
             .finish()
     }
 }
@@ -108,6 +116,7 @@ impl Server {
             addr: DEFAULT_ADDR,
             token: None,
             metrics: None,
+            allow_changes: false,
         }
     }
 
@@ -137,6 +146,15 @@ impl Server {
     /// Requires `Authorization: Bearer TOKEN` on every path but `/healthz`.
     pub fn token(mut self, token: impl Into<String>) -> Server {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Lets requests change the process's behaviour without a token (`POST
+    /// /debug/memsentry/sample_rate`), and set a sampling rate under [`MIN_SAMPLE_RATE`]
+    /// even with one. Off by default: reading is open on loopback, changing is not, so
+    /// that the endpoint can be left to scrapers.
+    pub fn allow_changes(mut self, allowed: bool) -> Server {
+        self.allow_changes = allowed;
         self
     }
 
@@ -172,6 +190,7 @@ impl Server {
         let routes = Arc::new(Routes {
             token: self.token,
             metrics: self.metrics,
+            allow_changes: self.allow_changes,
         });
         let thread = {
             let stopping = Arc::clone(&stopping);
@@ -276,6 +295,7 @@ impl Drop for ServerHandle {
 struct Routes {
     token: Option<String>,
     metrics: Option<Render>,
+    allow_changes: bool,
 }
 
 /// The accept loop: one thread per connection, at most [`MAX_CONNECTIONS`].
@@ -530,6 +550,7 @@ impl Response {
             200 => "OK",
             400 => "Bad Request",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
             405 => "Method Not Allowed",
             408 => "Request Timeout",
@@ -571,8 +592,12 @@ impl Routes {
             | "/debug/memsentry/snapshot"
             | "/debug/memsentry/tasks"
             | "/debug/memsentry/watchdog"
-            | "/debug/memsentry/dumps" => &["GET", "HEAD"],
+            | "/debug/memsentry/dumps"
+            | "/debug/pprof/"
+            | "/debug/pprof/delta_heap"
+            | "/debug/pprof/goroutine" => &["GET", "HEAD"],
             _ if path.starts_with(DUMPS_PREFIX) => &["GET", "HEAD"],
+            _ if fleet::NOT_IN_RUST.contains(&path) => return fleet::not_in_rust(path),
             _ => return Response::error(404, &format!("no such path: {path}")),
         };
         if !methods.contains(&request.method.as_str()) {
@@ -597,12 +622,15 @@ impl Routes {
             "/debug/memsentry/snapshot" => no_query(request)
                 .unwrap_or_else(|| Response::ok("application/json", snapshot_json())),
             "/debug/memsentry/tasks" => tasks(request),
+            "/debug/pprof/" => no_query(request).unwrap_or_else(fleet::index),
+            "/debug/pprof/delta_heap" => fleet::delta_heap(request),
+            "/debug/pprof/goroutine" => fleet::goroutine(request),
             "/debug/memsentry/watchdog" => watchdog(request),
             "/debug/memsentry/dumps" => dumps(request),
             _ if path.starts_with(DUMPS_PREFIX) => {
                 no_query(request).unwrap_or_else(|| dump_file(&path[DUMPS_PREFIX.len()..]))
             }
-            _ => sample_rate(request),
+            _ => self.sample_rate(request),
         }
     }
 
@@ -661,6 +689,7 @@ fn profile_response(request: &Request, default_type: SampleType) -> Response {
     let mut format = Format::Pprof;
     let mut sample_type = None;
     let mut symbolization = Symbolization::InProcess;
+    let mut window = None;
     for (key, value) in &request.query {
         match key.as_str() {
             "debug" => match debug_flag(value) {
@@ -668,6 +697,15 @@ fn profile_response(request: &Request, default_type: SampleType) -> Response {
                 Ok(false) => {}
                 Err(response) => return response,
             },
+            "seconds" => match fleet::seconds(value) {
+                Ok(seconds) => window = Some(seconds),
+                Err(response) => return response,
+            },
+            "gc" => {
+                if let Err(response) = fleet::gc(value) {
+                    return response;
+                }
+            }
             "format" => {
                 format = match value.as_str() {
                     "pprof" => Format::Pprof,
@@ -710,16 +748,15 @@ fn profile_response(request: &Request, default_type: SampleType) -> Response {
         }
     }
     let sample_type = sample_type.unwrap_or(default_type);
-    let heap = profile::heap_with(symbolization);
+    let heap = match window {
+        Some(window) => match fleet::delta(window, symbolization) {
+            Ok(delta) => delta,
+            Err(response) => return response,
+        },
+        None => profile::heap_with(symbolization),
+    };
     match format {
-        Format::Pprof => {
-            let mut body = Vec::new();
-            match heap.encode_pprof_as(sample_type, &mut body) {
-                Ok(()) => Response::ok("application/octet-stream", body)
-                    .header("Content-Disposition", "attachment; filename=\"heap.pb.gz\""),
-                Err(error) => Response::error(500, &format!("cannot encode the profile: {error}")),
-            }
-        }
+        Format::Pprof => fleet::pprof_body(&heap, sample_type),
         Format::Top => Response::ok(TEXT, heap.top(sample_type, 50).to_string()),
         Format::Folded => Response::ok(TEXT, heap.folded(sample_type)),
         Format::Svg => svg(&heap, sample_type),
@@ -743,7 +780,21 @@ fn svg(_heap: &profile::Profile, _sample_type: SampleType) -> Response {
     )
 }
 
-fn sample_rate(request: &Request) -> Response {
+impl Routes {
+    /// `/debug/memsentry/sample_rate`: reads the rate; POST sets it, if allowed.
+    fn sample_rate(&self, request: &Request) -> Response {
+        if request.method == "POST" && self.token.is_none() && !self.allow_changes {
+            return Response::error(
+                403,
+                "changing the sampling rate needs a token (Server::token) or \
+                 Server::allow_changes(true)",
+            );
+        }
+        sample_rate(request, self.allow_changes)
+    }
+}
+
+fn sample_rate(request: &Request, allow_low: bool) -> Response {
     let mut value = None;
     for (key, v) in &request.query {
         match key.as_str() {
@@ -762,6 +813,13 @@ fn sample_rate(request: &Request) -> Response {
         },
     };
     match crate::config::parse_bytes(value.as_bytes()) {
+        Some(rate) if (1..MIN_SAMPLE_RATE).contains(&rate) && !allow_low => Response::error(
+            403,
+            &format!(
+                "a sampling rate of {rate} bytes (under {MIN_SAMPLE_RATE}) slows the service: \
+                 it needs Server::allow_changes(true)"
+            ),
+        ),
         Some(rate) => {
             profile::set_sample_rate(rate);
             Response::ok(TEXT, format!("{rate}\n"))
@@ -1083,6 +1141,7 @@ mod tests {
         let routes = Routes {
             token: Some("s3cret".to_owned()),
             metrics: None,
+            allow_changes: false,
         };
         let with = |auth: Option<&str>| Request {
             method: "GET".to_owned(),

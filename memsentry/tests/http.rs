@@ -23,7 +23,10 @@ fn monitoring() -> &'static Monitoring {
     MONITORING.get_or_init(|| {
         memsentry::profile::set_sample_rate(4096);
         memsentry::prometheus::install_with(
-            Server::new().addr("127.0.0.1:0".parse().unwrap()),
+            // The tests set the sampling rate through the endpoint: changes allowed.
+            Server::new()
+                .addr("127.0.0.1:0".parse().unwrap())
+                .allow_changes(true),
             Reporter::new().interval(Duration::from_millis(100)),
         )
         .unwrap()
@@ -302,7 +305,7 @@ fn bad_input_gets_a_4xx_with_a_reason() {
         ("GET", "/debug/pprof/heap?format=xml", "", 400),
         ("GET", "/debug/pprof/heap?debug=7", "", 400),
         ("GET", "/debug/pprof/heap?sample_index=bogus", "", 400),
-        ("GET", "/debug/pprof/heap?seconds=30", "", 400),
+        ("GET", "/debug/pprof/heap?minutes=30", "", 400),
         ("GET", "/healthz?x=1", "", 400),
         ("GET", "/debug/pprof/heap?a=%zz", "", 400),
         (

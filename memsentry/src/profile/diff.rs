@@ -121,7 +121,7 @@ impl Profile {
     ///
     /// [`DiffError::AlreadyDiff`] if either profile is a diff already.
     pub fn diff_rescaled(&self, base: &Profile) -> Result<Profile, DiffError> {
-        if self.base.is_some() || base.base.is_some() {
+        if self.base.is_some() || base.base.is_some() || self.window.is_some() {
             return Err(DiffError::AlreadyDiff);
         }
         let mut out = Profile {
@@ -184,6 +184,44 @@ impl Profile {
             .collect();
         out.sort_samples();
         Ok(out)
+    }
+
+    /// A delta profile, as Go's `/debug/pprof/allocs?seconds=N` serves: `alloc_*` are the
+    /// allocations since `base` (an earlier profile of this process; cumulative values,
+    /// so never negative), `inuse_*` what is in use now. Unlike a [`diff`](Profile::diff)
+    /// it is an ordinary heap profile, with the four sample types of one and its window as
+    /// the pprof file's duration; rows with nothing allocated in the window and nothing in
+    /// use are left out.
+    ///
+    /// # Errors
+    ///
+    /// [`DiffError::AlreadyDiff`] if either profile is a diff or a delta already.
+    pub fn delta(&self, base: &Profile) -> Result<Profile, DiffError> {
+        if self.window.is_some() || base.window.is_some() {
+            return Err(DiffError::AlreadyDiff);
+        }
+        let mut delta = self.diff_rescaled(base)?;
+        delta.base = None;
+        delta.window = Some(
+            self.taken_at
+                .duration_since(base.taken_at)
+                .unwrap_or_default(),
+        );
+        for sample in &mut delta.samples {
+            sample.base_inuse = None;
+            sample.alloc.objects = sample.alloc.objects.max(0.0);
+            sample.alloc.bytes = sample.alloc.bytes.max(0.0);
+        }
+        delta
+            .samples
+            .retain(|s| s.alloc.bytes > 0.0 || s.inuse.bytes > 0.0);
+        Ok(delta)
+    }
+
+    /// The window a delta profile's `alloc_*` values cover ([`delta`](Profile::delta)).
+    #[must_use]
+    pub fn window(&self) -> Option<std::time::Duration> {
+        self.window
     }
 
     /// The identity of `sample`'s row across profiles of this process.

@@ -142,6 +142,30 @@ pub fn set_unwinder(unwinder: Unwinder) {
     crate::unwind::set(unwinder);
 }
 
+/// Names the program's version in every profile it writes from now on (a comment of the
+/// pprof file, beside the program's name and its build ID), so that a profile collected
+/// from a fleet says which release it came from. The first call wins.
+///
+/// ```
+/// memsentry::profile::set_program_version(env!("CARGO_PKG_VERSION"));
+/// ```
+pub fn set_program_version(version: &str) {
+    let _ = PROGRAM_VERSION.set(version.to_owned());
+}
+
+static PROGRAM_VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The version [`set_program_version`] set.
+pub(crate) fn program_version() -> Option<&'static str> {
+    PROGRAM_VERSION.get().map(String::as_str)
+}
+
+/// A goroutine-style profile of the tracked tasks, gzipped `profile.proto`: what the
+/// endpoint's `/debug/pprof/goroutine` serves.
+pub(crate) fn encode_tasks<W: io::Write>(rows: &[(&str, u64)], writer: W) -> io::Result<()> {
+    pprof::encode_message(&pprof::goroutine_message(rows, SystemTime::now()), writer)
+}
+
 /// Makes sampling reproducible: threads that start sampling after this call draw their
 /// sample points from streams derived from `seed` (in the order they start). Meant for
 /// tests and experiments; by default each process seeds from the clock.
@@ -326,6 +350,8 @@ pub struct Profile {
     symbolization: Symbolization,
     /// Set in a diff: the profile it was taken against.
     base: Option<diff::Base>,
+    /// Set in a delta profile ([`Profile::delta`]): the window its `alloc_*` values cover.
+    window: Option<Duration>,
     samples: Vec<Sample>,
     /// Location indices, leaf first.
     stacks: Vec<Vec<usize>>,
@@ -397,6 +423,7 @@ impl Profile {
             unwinder: unwinder(),
             symbolization: Symbolization::InProcess,
             base: None,
+            window: None,
             samples: Vec::new(),
             stacks: Vec::new(),
             locations: Vec::new(),

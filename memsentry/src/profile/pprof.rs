@@ -285,6 +285,13 @@ pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PPro
         "memsentry heap profile; stacks walked by {}",
         profile.unwinder
     ))];
+    if let Some(window) = profile.window {
+        comment.push(strings.get(&format!(
+            "delta profile: alloc_* are the allocations of the last {:.1} s, inuse_* what is \
+             in use at its end",
+            window.as_secs_f64()
+        )));
+    }
     if let Some(base) = profile.base {
         let earlier = profile
             .taken_at
@@ -295,6 +302,9 @@ pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PPro
              base, inuse_* what is in use now, inuse_*_change the change since the base",
             earlier.as_secs_f64()
         )));
+    }
+    for line in program_comments(&profile.mappings) {
+        comment.push(strings.get(&line));
     }
     let time_nanos = profile
         .taken_at
@@ -310,12 +320,107 @@ pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PPro
         drop_frames,
         keep_frames: 0,
         time_nanos,
-        duration_nanos: 0,
+        duration_nanos: profile
+            .window
+            .map_or(0, |w| i64::try_from(w.as_nanos()).unwrap_or(i64::MAX)),
         period_type,
         period: i64::try_from(profile.sample_rate).unwrap_or(i64::MAX),
         comment,
         default_sample_type,
     }
+}
+
+/// The program, its version and its build ID, for profiles collected from a fleet: which
+/// binary to symbolize an offline profile against (`go tool pprof BINARY PROFILE`).
+fn program_comments(mappings: &[super::Mapping]) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        let name = exe
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        lines.push(format!("program: {name}"));
+        let path = exe.to_string_lossy();
+        if let Some(mapping) = mappings
+            .iter()
+            .find(|m| m.file == path && !m.build_id.is_empty())
+        {
+            lines.push(format!("build id: {}", mapping.build_id));
+        }
+    }
+    if let Some(version) = super::program_version() {
+        lines.push(format!("version: {version}"));
+    }
+    lines
+}
+
+/// A goroutine profile (`goroutine/count`) of the tracked tasks: one sample per task name,
+/// its live instances as the value, the name as its one frame. What continuous-profiling
+/// scrapers read from Go's `/debug/pprof/goroutine`.
+pub(crate) fn goroutine_message(rows: &[(&str, u64)], taken_at: std::time::SystemTime) -> PProfile {
+    let mut strings = Strings::new();
+    let count = ValueType {
+        r#type: strings.get("goroutine"),
+        unit: strings.get("count"),
+    };
+    let mut function = Vec::new();
+    let mut location = Vec::new();
+    let mut sample = Vec::new();
+    for (i, &(name, live)) in rows.iter().enumerate() {
+        let id = i as u64 + 1;
+        function.push(PFunction {
+            id,
+            name: strings.get(name),
+            system_name: strings.get(name),
+            filename: 0,
+            start_line: 0,
+        });
+        location.push(PLocation {
+            id,
+            mapping_id: 0,
+            address: 0,
+            line: vec![PLine {
+                function_id: id,
+                line: 0,
+            }],
+            is_folded: false,
+        });
+        sample.push(PSample {
+            location_id: vec![id],
+            value: vec![i64::try_from(live).unwrap_or(i64::MAX)],
+            label: Vec::new(),
+        });
+    }
+    let comment = vec![
+        strings
+            .get("memsentry task profile: live instances of each #[tracked] task, as goroutines"),
+    ];
+    let time_nanos = taken_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    PProfile {
+        sample_type: vec![count.clone()],
+        sample,
+        mapping: Vec::new(),
+        location,
+        function,
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos,
+        duration_nanos: 0,
+        period_type: Some(count),
+        period: 1,
+        comment,
+        default_sample_type: 0,
+        string_table: strings.table,
+    }
+}
+
+/// Writes a message as gzipped `profile.proto`.
+pub(crate) fn encode_message<W: Write>(message: &PProfile, writer: W) -> io::Result<()> {
+    let bytes = message.encode_to_vec();
+    let mut gzip = GzEncoder::new(writer, Compression::default());
+    gzip.write_all(&bytes)?;
+    gzip.finish()?.flush()
 }
 
 /// Writes `profile` as gzipped `profile.proto` to `writer`.
@@ -324,8 +429,5 @@ pub(crate) fn encode<W: Write>(
     default: Option<SampleType>,
     writer: W,
 ) -> io::Result<()> {
-    let bytes = to_message(profile, default).encode_to_vec();
-    let mut gzip = GzEncoder::new(writer, Compression::default());
-    gzip.write_all(&bytes)?;
-    gzip.finish()?.flush()
+    encode_message(&to_message(profile, default), writer)
 }

@@ -33,6 +33,7 @@ fn constructed() -> Profile {
         unwinder: Unwinder::Dwarf,
         symbolization: Symbolization::InProcess,
         base: None,
+        window: None,
         samples: vec![
             Sample {
                 stack: 0,

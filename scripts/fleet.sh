@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Fleet-scale interop: what continuous-profiling scrapers and a Prometheus fleet see.
+# - `go tool pprof -seconds 5` reads the demo's /debug/pprof/allocs as a delta profile whose
+#   alloc_space covers only those seconds (checked against two cumulative profiles taken
+#   around it);
+# - the profile headers (period type, period, sample types and their order) match a heap
+#   profile written by Go itself (scripts/go/heapref), field by field, and a delta profile
+#   has its duration;
+# - the shipped scrape configurations parse: Prometheus's with `promtool check config`,
+#   Parca's as YAML, Grafana Alloy's with scripts/river_check.py.
+# Needs Go and Prometheus (scripts/test.sh and scripts/prometheus.sh install them). Run by
+# scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+name=fleet
+. scripts/lib.sh
+
+command -v go >/dev/null || apt_install golang-go
+command -v promtool >/dev/null || apt_install prometheus
+
+with_work
+export HOME="${HOME:-$work}" GOCACHE="$work/gocache" PPROF_TMPDIR="$work" GOFLAGS=-mod=mod
+
+
+cargo build --release --quiet -p memsentry-examples --example demo
+port=$(free_port)
+base="http://127.0.0.1:$port"
+MEMSENTRY_HTTP_ADDR="127.0.0.1:$port" target/release/examples/demo --seconds 25 \
+    --out "$work/out" >"$work/demo.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break; sleep 0.1; done
+sleep 2 # past the demo's start-up
+
+pprof() { go tool pprof "$@" 2>"$work/pprof.err" || { cat "$work/pprof.err" >&2; fail "go tool pprof $*"; }; }
+# The total of a sample type in a profile, in bytes: "... of 123456B total".
+total() { pprof -top -unit=B -sample_index="$2" "$1" | sed -n 's/.* of \([0-9.]*\)B total.*/\1/p'; }
+
+# --- A delta over 5 s, between two cumulative profiles.
+curl -fsS -o "$work/before.pb.gz" "$base/debug/pprof/allocs"
+t0=$(date +%s.%N)
+pprof -seconds 5 -proto "$base/debug/pprof/allocs" >"$work/delta.pb.gz"
+curl -fsS -o "$work/after.pb.gz" "$base/debug/pprof/allocs"
+t1=$(date +%s.%N)
+before=$(total "$work/before.pb.gz" alloc_space)
+after=$(total "$work/after.pb.gz" alloc_space)
+delta=$(total "$work/delta.pb.gz" alloc_space)
+python3 - "$before" "$after" "$delta" "$t0" "$t1" <<'PY' || fail "the delta profile does not cover its 5 s"
+import sys
+before, after, delta, t0, t1 = map(float, sys.argv[1:])
+around = after - before            # what the cumulative profiles saw over t1 - t0 seconds
+expected = around * 5.0 / (t1 - t0)  # the share of it the 5 s window should hold
+print(f"fleet: cumulative +{around / 2**20:.1f} MiB over {t1 - t0:.1f} s; "
+      f"the 5 s delta {delta / 2**20:.1f} MiB (expected ~{expected / 2**20:.1f} MiB)")
+assert 0 < delta <= around * 1.05, "the delta must lie within the cumulative difference"
+assert abs(delta - expected) <= 0.35 * expected, "the delta must hold the window's share"
+PY
+
+# --- Headers: field by field against Go's own heap profile.
+(cd "$work" && go run "$OLDPWD/scripts/go/heapref/main.go" "$work/go.pb.gz") \
+    || fail "the Go reference program"
+header() { pprof -raw "$1" | sed -n '/^PeriodType:/p; /^Period:/p; /^Duration:/p; /^Samples:/{n;s/\[dflt\]//;p;}'; }
+header "$work/go.pb.gz" >"$work/go.header"
+curl -fsS -o "$work/heap.pb.gz" "$base/debug/pprof/heap"
+header "$work/heap.pb.gz" >"$work/heap.header"
+diff "$work/go.header" "$work/heap.header" \
+    || fail "the heap profile's header differs from Go's (above: Go's, then memsentry's)"
+header "$work/delta.pb.gz" >"$work/delta.header"
+grep -q '^Duration: 5' "$work/delta.header" || { cat "$work/delta.header" >&2; fail "the delta's duration"; }
+grep -v '^Duration' "$work/delta.header" | diff "$work/go.header" - \
+    || fail "the delta profile's header differs from Go's"
+# (Reports go to files: `grep -q` closing a pipe early would fail pprof's write.)
+pprof -raw "$work/heap.pb.gz" >"$work/heap.raw"
+grep -q '^Comment: build id: ' "$work/heap.raw" || fail "no build id in the profile"
+
+# --- The goroutine profile from the task table.
+pprof -top "$base/debug/pprof/goroutine" >"$work/goroutine.txt"
+grep -q "Type: goroutine" "$work/goroutine.txt" || { cat "$work/goroutine.txt" >&2; fail "goroutine"; }
+grep -q "demo::watch_session" "$work/goroutine.txt" || { cat "$work/goroutine.txt" >&2; fail "goroutine rows"; }
+
+# --- The shipped scrape configurations.
+promtool check config deploy/prometheus/scrape.yml >"$work/promtool.txt" 2>&1 \
+    || { cat "$work/promtool.txt" >&2; fail "promtool check config deploy/prometheus/scrape.yml"; }
+python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' deploy/parca/parca.yaml \
+    || fail "deploy/parca/parca.yaml is not YAML"
+python3 scripts/river_check.py deploy/alloy/memsentry.alloy || fail "deploy/alloy/memsentry.alloy"
+
+echo "fleet: go tool pprof -seconds reads a delta profile; headers match Go's; the scrape configurations parse"
