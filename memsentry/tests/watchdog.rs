@@ -76,7 +76,8 @@ fn live_bytes_watchdog(dir: &Path) -> Watchdog {
 /// it has fired, then freed until it has cleared.
 fn fire_once(watchdog: &WatchdogHandle) {
     let before = fired(&watchdog.status(), Trigger::LiveBytes).0;
-    let block: Vec<u8> = Vec::with_capacity(128 << 20);
+    // black_box: an optimised build would elide an allocation nothing reads.
+    let block: Vec<u8> = std::hint::black_box(Vec::with_capacity(128 << 20));
     wait_for(watchdog, "the trigger to fire", |s| {
         fired(s, Trigger::LiveBytes).0 > before
     });
