@@ -6,6 +6,9 @@
 # - the profile headers (period type, period, sample types and their order) match a heap
 #   profile written by Go itself (scripts/go/heapref), field by field, and a delta profile
 #   has its duration;
+# - the page at /debug/memsentry/ works in headless Chromium (no script error, the charts
+#   drawn, the tables filled, the leak named among the suspects; a screenshot is left at
+#   target/memsentry-page.png), and with a token set it asks for the token;
 # - the shipped scrape configurations parse: Prometheus's with `promtool check config`,
 #   Parca's as YAML, Grafana Alloy's with scripts/river_check.py.
 # Needs Go and Prometheus (scripts/test.sh and scripts/prometheus.sh install them). Run by
@@ -18,6 +21,7 @@ name=fleet
 
 command -v go >/dev/null || apt_install golang-go
 command -v promtool >/dev/null || apt_install prometheus
+command -v chromium >/dev/null || apt_install chromium
 
 with_work
 export HOME="${HOME:-$work}" GOCACHE="$work/gocache" PPROF_TMPDIR="$work" GOFLAGS=-mod=mod
@@ -26,7 +30,7 @@ export HOME="${HOME:-$work}" GOCACHE="$work/gocache" PPROF_TMPDIR="$work" GOFLAG
 cargo build --release --quiet -p memsentry-examples --example demo
 port=$(free_port)
 base="http://127.0.0.1:$port"
-MEMSENTRY_HTTP_ADDR="127.0.0.1:$port" target/release/examples/demo --seconds 25 \
+MEMSENTRY_HTTP_ADDR="127.0.0.1:$port" target/release/examples/demo --seconds 45 \
     --out "$work/out" >"$work/demo.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break; sleep 0.1; done
@@ -78,6 +82,41 @@ pprof -top "$base/debug/pprof/goroutine" >"$work/goroutine.txt"
 grep -q "Type: goroutine" "$work/goroutine.txt" || { cat "$work/goroutine.txt" >&2; fail "goroutine"; }
 grep -q "demo::watch_session" "$work/goroutine.txt" || { cat "$work/goroutine.txt" >&2; fail "goroutine rows"; }
 
+# --- The page, in a real browser: the demo has run for a while, so its leak is a suspect.
+browse() { # browse URL OUT ARGS...: headless Chromium on URL, 8 s of page time
+    local url=$1 out=$2
+    shift 2
+    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$work/chrome-$out" --enable-logging=stderr --v=0 \
+        --virtual-time-budget=8000 "$@" "$url" >"$work/$out" 2>"$work/$out.err" \
+        || { tail -20 "$work/$out.err" >&2; fail "chromium could not open $url"; }
+}
+browse "$base/debug/memsentry/" page.html --dump-dom
+page_fail() { grep -o '<body[^>]*>' "$work/page.html" >&2; fail "the page: $*"; }
+grep -q 'data-state="ready"' "$work/page.html" || page_fail "it did not get ready"
+grep -q 'data-errors="0"' "$work/page.html" || page_fail "script errors"
+if grep -Eqi ":CONSOLE.*(error|uncaught)" "$work/page.html.err"; then
+    grep ":CONSOLE" "$work/page.html.err" >&2
+    page_fail "console errors"
+fi
+grep -q 'demo::watch_session' "$work/page.html" || page_fail "the task table is empty"
+grep -q 'demo::leak_session_buffers</td>' "$work/page.html" || page_fail "the leak is not a suspect"
+grep -q 'inuse_space: ' "$work/page.html" || page_fail "the top in-use sites are missing"
+mkdir -p target
+browse "$base/debug/memsentry/" page.png --screenshot="$PWD/target/memsentry-page.png" \
+    --window-size=1400,1900
+[ -s target/memsentry-page.png ] || fail "no screenshot of the page"
+# With a token set, the page asks for it and shows no data.
+token_port=$(free_port)
+MEMSENTRY_HTTP_TOKEN=s3cret MEMSENTRY_HTTP_ADDR="127.0.0.1:$token_port" \
+    target/release/examples/demo --seconds 15 --out "$work/token-out" >"$work/token.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do curl -fsS -o /dev/null "http://127.0.0.1:$token_port/healthz" 2>/dev/null && break; sleep 0.1; done
+browse "http://127.0.0.1:$token_port/debug/memsentry/" token.html --dump-dom
+grep -q 'data-state="needs-token"' "$work/token.html" \
+    || { grep -o '<body[^>]*>' "$work/token.html" >&2; fail "with a token, the page does not ask for it"; }
+
 # --- The shipped scrape configurations.
 promtool check config deploy/prometheus/scrape.yml >"$work/promtool.txt" 2>&1 \
     || { cat "$work/promtool.txt" >&2; fail "promtool check config deploy/prometheus/scrape.yml"; }
@@ -85,4 +124,4 @@ python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' deploy/parca/pa
     || fail "deploy/parca/parca.yaml is not YAML"
 python3 scripts/river_check.py deploy/alloy/memsentry.alloy || fail "deploy/alloy/memsentry.alloy"
 
-echo "fleet: go tool pprof -seconds reads a delta profile; headers match Go's; the scrape configurations parse"
+echo "fleet: go tool pprof -seconds reads a delta profile; headers match Go's; the page works in Chromium (target/memsentry-page.png); the scrape configurations parse"

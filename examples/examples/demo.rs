@@ -83,7 +83,10 @@ fn main() -> ExitCode {
     let monitoring = match memsentry::prometheus::install() {
         Ok(monitoring) => {
             let addr = monitoring.local_addr();
-            println!("serving http://{addr}/metrics and http://{addr}/debug/pprof/heap?debug=1");
+            println!(
+                "serving http://{addr}/metrics and http://{addr}/debug/pprof/heap?debug=1; \
+                 open http://{addr}/debug/memsentry/ in a browser"
+            );
             Some(monitoring)
         }
         Err(error) => {
@@ -97,6 +100,10 @@ fn main() -> ExitCode {
     // at start (by default the cgroup's). The leak then brings a forecast within a couple
     // of seconds, and with it a heap dump into OUT/watchdog.
     let watchdog = start_watchdog(&out.join("watchdog"));
+    // Leak suspects for the page and /debug/memsentry/leaks: a profile every second.
+    let leaks = memsentry::profile::track_leaks(Duration::from_secs(1))
+        .map_err(|error| eprintln!("demo: no leak tracking: {error}"))
+        .ok();
 
     let stop = Arc::new(AtomicBool::new(false));
     let leaked = Arc::new(Mutex::new(Vec::new()));
@@ -218,6 +225,9 @@ fn main() -> ExitCode {
             );
         }
     }
+    drop(leaks);
+    let suspects = memsentry::profile::leak_suspects();
+    println!("\n{suspects}");
     drop(monitoring);
     match written {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ pub(crate) const PREFIX: &[u8] = b"MEMSENTRY";
 
 /// The names memsentry understands, as printed in the "unknown variable" warning.
 pub(crate) const KNOWN_VARS_TEXT: &[u8] =
-    b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR, MEMSENTRY_WATCH, MEMSENTRY_BUDGETS";
+    b"MEMSENTRY, MEMSENTRY_SAMPLE_RATE, MEMSENTRY_HTTP_ADDR, MEMSENTRY_HTTP_TOKEN, MEMSENTRY_WATCH, MEMSENTRY_BUDGETS";
 
 /// What an environment variable whose name starts with [`PREFIX`] means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +36,10 @@ pub(crate) fn classify(name: &[u8], value: &[u8]) -> EnvVar {
         b"MEMSENTRY_SAMPLE_RATE" => {
             parse_bytes(value).map_or(EnvVar::BadSampleRate, EnvVar::SampleRate)
         }
-        b"MEMSENTRY_HTTP_ADDR" | b"MEMSENTRY_WATCH" | b"MEMSENTRY_BUDGETS" => EnvVar::ReadLater,
+        b"MEMSENTRY_HTTP_ADDR"
+        | b"MEMSENTRY_HTTP_TOKEN"
+        | b"MEMSENTRY_WATCH"
+        | b"MEMSENTRY_BUDGETS" => EnvVar::ReadLater,
         _ => EnvVar::Unknown,
     }
 }

@@ -12,9 +12,12 @@
 //! | `/debug/memsentry/watchdog` | GET | the running [watchdog](crate::watch)'s status as JSON; `?debug=1`: text |
 //! | `/debug/memsentry/dumps` | GET | the watchdog's dump files, newest first, as JSON; `?debug=1`: text |
 //! | `/debug/memsentry/dumps/NAME` | GET | one dump file (only names of the dump files' shape are served) |
+//! | `/debug/memsentry/` | GET | a page for a browser: live charts, the top in-use sites, tasks, leak suspects, links (`/` redirects to it) |
+//! | `/debug/memsentry/leaks` | GET | [leak suspects](crate::profile::leak_suspects) as JSON; `?debug=1`: text |
 //! | `/healthz` | GET | `ok` |
 //!
-//! The profile paths take `?debug=1` (the text top report), `?format=pprof|folded|svg|top`,
+//! The profile paths take `?peak=1` (the heap at its high-water mark, [`profile::peak`]),
+//! `?seconds=N` (a delta over N seconds), `?debug=1` (the text top report), `?format=pprof|folded|svg|top`,
 //! `?sample_index=inuse_space|inuse_objects|alloc_space|alloc_objects` and
 //! `?symbolization=offline`. Every GET also answers HEAD (the same status and headers,
 //! no body). Unknown paths answer 404, other methods 405, unknown or bad
@@ -58,6 +61,9 @@ pub const MIN_SAMPLE_RATE: u64 = 4096;
 
 /// The variable [`Server::addr_from_env`] reads.
 pub const ADDR_VAR: &str = "MEMSENTRY_HTTP_ADDR";
+
+/// The variable [`Server::token_from_env`] reads.
+pub const TOKEN_VAR: &str = "MEMSENTRY_HTTP_TOKEN";
 
 const MAX_HEAD: usize = 8 * 1024;
 const MAX_BODY: usize = 1024;
@@ -143,7 +149,17 @@ impl Server {
         }
     }
 
-    /// Requires `Authorization: Bearer TOKEN` on every path but `/healthz`.
+    /// The token from `MEMSENTRY_HTTP_TOKEN` if it is set and not empty; otherwise
+    /// unchanged. ([`crate::prometheus::install`] reads it.)
+    pub fn token_from_env(self) -> Server {
+        match std::env::var(TOKEN_VAR) {
+            Ok(token) if !token.trim().is_empty() => self.token(token.trim()),
+            _ => self,
+        }
+    }
+
+    /// Requires `Authorization: Bearer TOKEN` on every path but `/healthz` (and the page
+    /// at `/debug/memsentry/`, which holds no data: its requests for data need the token).
     pub fn token(mut self, token: impl Into<String>) -> Server {
         self.token = Some(token.into());
         self
@@ -548,6 +564,7 @@ impl Response {
     fn write(&self, stream: &mut impl Write, head_only: bool) -> io::Result<()> {
         let reason = match self.status {
             200 => "OK",
+            302 => "Found",
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
@@ -595,7 +612,10 @@ impl Routes {
             | "/debug/memsentry/dumps"
             | "/debug/pprof/"
             | "/debug/pprof/delta_heap"
-            | "/debug/pprof/goroutine" => &["GET", "HEAD"],
+            | "/debug/pprof/goroutine"
+            | "/debug/memsentry/leaks"
+            | "/debug/memsentry/"
+            | "/" => &["GET", "HEAD"],
             _ if path.starts_with(DUMPS_PREFIX) => &["GET", "HEAD"],
             _ if fleet::NOT_IN_RUST.contains(&path) => return fleet::not_in_rust(path),
             _ => return Response::error(404, &format!("no such path: {path}")),
@@ -604,7 +624,10 @@ impl Routes {
             return Response::error(405, &format!("{} does not take {}", path, request.method))
                 .header("Allow", methods.join(", "));
         }
-        if path != "/healthz" && !self.authorized(request) {
+        // The page itself holds no data (its requests for data need the token), and a
+        // browser cannot send a bearer token when it navigates: it is served without one.
+        let open = matches!(path, "/healthz" | "/" | "/debug/memsentry/");
+        if !open && !self.authorized(request) {
             return Response::error(401, "missing or wrong bearer token")
                 .header("WWW-Authenticate", "Bearer");
         }
@@ -623,6 +646,13 @@ impl Routes {
                 .unwrap_or_else(|| Response::ok("application/json", snapshot_json())),
             "/debug/memsentry/tasks" => tasks(request),
             "/debug/pprof/" => no_query(request).unwrap_or_else(fleet::index),
+            "/" => Response::error(302, "the page is at /debug/memsentry/")
+                .header("Location", "/debug/memsentry/"),
+            "/debug/memsentry/" => no_query(request).unwrap_or_else(|| {
+                Response::ok("text/html; charset=utf-8", PAGE)
+                    .header("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' blob: data:; frame-src blob:")
+            }),
+            "/debug/memsentry/leaks" => leaks(request),
             "/debug/pprof/delta_heap" => fleet::delta_heap(request),
             "/debug/pprof/goroutine" => fleet::goroutine(request),
             "/debug/memsentry/watchdog" => watchdog(request),
@@ -690,8 +720,13 @@ fn profile_response(request: &Request, default_type: SampleType) -> Response {
     let mut sample_type = None;
     let mut symbolization = Symbolization::InProcess;
     let mut window = None;
+    let mut peak = false;
     for (key, value) in &request.query {
         match key.as_str() {
+            "peak" => match debug_flag(value) {
+                Ok(flag) => peak = flag,
+                Err(response) => return response,
+            },
             "debug" => match debug_flag(value) {
                 Ok(true) => format = Format::Top,
                 Ok(false) => {}
@@ -749,6 +784,7 @@ fn profile_response(request: &Request, default_type: SampleType) -> Response {
     }
     let sample_type = sample_type.unwrap_or(default_type);
     let heap = match window {
+        _ if peak => profile::peak(),
         Some(window) => match fleet::delta(window, symbolization) {
             Ok(delta) => delta,
             Err(response) => return response,
@@ -847,6 +883,22 @@ fn text_flag(request: &Request) -> Result<bool, Response> {
         }
     }
     Ok(text)
+}
+
+/// The page at `/debug/memsentry/`.
+const PAGE: &str = include_str!("http/page.html");
+
+fn leaks(request: &Request) -> Response {
+    let text = match text_flag(request) {
+        Ok(text) => text,
+        Err(response) => return response,
+    };
+    let suspects = profile::leak_suspects();
+    if text {
+        Response::ok(TEXT, suspects.to_string())
+    } else {
+        Response::ok("application/json", profile::leaks_json(&suspects))
+    }
 }
 
 const NO_WATCHDOG: &str = "no watchdog is running: start one with memsentry::watch::Watchdog";

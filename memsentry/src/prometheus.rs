@@ -34,7 +34,10 @@ use crate::report::{Reporter, ReporterHandle};
 ///
 /// See [`InstallError`].
 pub fn install() -> Result<Monitoring, InstallError> {
-    let server = Server::new().addr_from_env().map_err(InstallError::Http)?;
+    let server = Server::new()
+        .addr_from_env()
+        .map_err(InstallError::Http)?
+        .token_from_env();
     install_with(server, Reporter::new())
 }
 

@@ -30,6 +30,8 @@
 //! | `memsentry_sampler_stacks` | gauge | | distinct call stacks sampled |
 //! | `memsentry_sampler_memory_bytes` | gauge | bytes | memory the sampler holds (tables, placed samples' room) |
 //! | `memsentry_sampler_rate_bytes` | gauge | bytes | the sampling rate (mean bytes between samples) |
+//! | `memsentry_peak_inuse_bytes_estimate` | gauge | bytes | sampled live bytes at the high-water mark ([`crate::profile::peak`]) |
+//! | `memsentry_peak_timestamp_seconds` | gauge | seconds | when that was; 0: none yet |
 //! | `memsentry_tasks_live{task}` | gauge | | [tracked](crate::task) instances alive |
 //! | `memsentry_tasks_started_total{task}` | counter | | instances started |
 //! | `memsentry_tasks_finished_total{task}` | counter | | instances finished |
@@ -240,6 +242,20 @@ const GAUGES: [GaugeSpec; 18] = [
     },
 ];
 
+/// The peak-heap gauges: (name, unit, help), published with the others each tick.
+const PEAK_GAUGES: [(&str, Unit, &str); 2] = [
+    (
+        "memsentry_peak_inuse_bytes_estimate",
+        Unit::Bytes,
+        "The sampled estimate of live bytes at the process's high-water mark (profile::peak).",
+    ),
+    (
+        "memsentry_peak_timestamp_seconds",
+        Unit::Seconds,
+        "Unix time of that high-water mark; 0: none yet.",
+    ),
+];
+
 /// Set by a [`Reporter`] when it starts, not every tick.
 const INTERVAL_GAUGE: (&str, Unit, &str) = (
     "memsentry_reporter_interval_seconds",
@@ -339,6 +355,9 @@ pub fn describe() {
     }
     let (name, unit, help) = INTERVAL_GAUGE;
     describe_gauge!(name, unit, help);
+    for (name, unit, help) in PEAK_GAUGES {
+        describe_gauge!(name, unit, help);
+    }
     for (name, unit, help, _) in COUNTERS {
         describe_counter!(name, unit, help);
     }
@@ -387,6 +406,13 @@ pub fn publish(snapshot: &Snapshot) {
             gauge!(spec.name).set(value);
         }
     }
+    let (peak_at, peak_bytes) = crate::sampler::peak_summary();
+    gauge!(PEAK_GAUGES[0].0).set(peak_bytes as f64);
+    gauge!(PEAK_GAUGES[1].0).set(
+        peak_at
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64()),
+    );
     for row in crate::task::report().rows() {
         let task = row.name;
         gauge!("memsentry_tasks_live", "task" => task).set(row.live as f64);

@@ -20,7 +20,7 @@
 //! table, which could need that very lock.
 
 use core::hash::{BuildHasher, Hasher};
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -241,6 +241,100 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task
     };
     insert_live(address, record);
     crate::budget::on_sample(address, &record, frames);
+    note_live(&record);
+}
+
+/// The estimated bytes of the live samples (each weighted), kept as they come and go: what
+/// the peak snapshot follows.
+static LIVE_ESTIMATE: AtomicU64 = AtomicU64::new(0);
+/// The live estimate when the last peak snapshot was taken (0: none since start or the
+/// last reset).
+static PEAK_MARK: AtomicU64 = AtomicU64::new(0);
+/// A snapshot is taken again when the estimate passes the mark by this share (5%).
+const PEAK_STEP_DIVISOR: u64 = 20;
+
+/// The live samples as they stood at the highest live estimate seen.
+#[derive(Debug, Default)]
+pub(crate) struct PeakSnapshot {
+    pub(crate) records: Vec<Record>,
+    pub(crate) at: Option<std::time::SystemTime>,
+    pub(crate) estimate: u64,
+}
+
+static PEAK: std::sync::Mutex<PeakSnapshot> = std::sync::Mutex::new(PeakSnapshot {
+    records: Vec::new(),
+    at: None,
+    estimate: 0,
+});
+
+/// A record's estimated bytes (its weight times its size), rounded.
+fn estimate_of(record: &Record) -> u64 {
+    (weight(record.size, record.rate) * record.size as f64).round() as u64
+}
+
+/// Counts a new live sample in the estimate, and snapshots the live table when the
+/// estimate has grown past the last peak by [`PEAK_STEP_DIVISOR`]'s share. Under the
+/// guard, no shard lock held.
+fn note_live(record: &Record) {
+    let estimate = estimate_of(record);
+    let live = LIVE_ESTIMATE
+        .fetch_add(estimate, Ordering::Relaxed)
+        .wrapping_add(estimate);
+    let mark = PEAK_MARK.load(Ordering::Relaxed);
+    if live <= mark.saturating_add(mark / PEAK_STEP_DIVISOR) {
+        return;
+    }
+    // One thread snapshots each step.
+    if PEAK_MARK
+        .compare_exchange(mark, live, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    // Never waits: a reader holding the snapshot (a dump) costs this step its snapshot.
+    let Ok(mut peak) = PEAK.try_lock() else {
+        return;
+    };
+    let mut records = Vec::with_capacity(peak.records.len());
+    for_each_live(|record| records.push(*record));
+    *peak = PeakSnapshot {
+        records,
+        at: Some(std::time::SystemTime::now()),
+        estimate: live,
+    };
+}
+
+/// Takes a removed record out of the live estimate.
+fn note_gone(record: &Record) {
+    let estimate = estimate_of(record);
+    let _ = LIVE_ESTIMATE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
+        Some(live.saturating_sub(estimate))
+    });
+}
+
+/// The peak snapshot's records, time and estimate (copies). Must run under the guard.
+pub(crate) fn peak() -> (Vec<Record>, Option<std::time::SystemTime>, u64) {
+    let peak = PEAK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (peak.records.clone(), peak.at, peak.estimate)
+}
+
+/// The peak's time and estimate, without its records (for the reporter).
+pub(crate) fn peak_summary() -> (Option<std::time::SystemTime>, u64) {
+    let peak = PEAK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    (peak.at, peak.estimate)
+}
+
+/// Starts a new peak window: the next sample snapshots the live table again.
+pub(crate) fn reset_peak() {
+    let mut peak = PEAK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *peak = PeakSnapshot::default();
+    PEAK_MARK.store(0, Ordering::Relaxed);
 }
 
 /// The live record of the block at `address`, if it is sampled (a copy; the record
@@ -271,12 +365,16 @@ pub(crate) fn take(address: usize) -> Option<Taken> {
     let mut shard = live_shard(slot).lock();
     let record = shard.records.remove(&address)?;
     shard.filter.remove(slot);
+    drop(shard);
+    note_gone(&record);
     Some(Taken(record))
 }
 
 /// Puts back a record [`take`]n for a `realloc` that failed (the block stays).
 pub(crate) fn put_back(address: usize, taken: Taken) {
     insert_live(address, taken.0);
+    let estimate = estimate_of(&taken.0);
+    LIVE_ESTIMATE.fetch_add(estimate, Ordering::Relaxed);
 }
 
 /// Takes every table lock, live shards first, each in array order (for `fork`:
@@ -443,6 +541,7 @@ pub(crate) fn forget_live() {
             let keep = is_placed(address, record.size);
             if !keep {
                 filter.remove(FilterSlot::of(address));
+                note_gone(record);
             }
             keep
         });

@@ -61,11 +61,16 @@ mod diff;
 pub mod dump;
 #[cfg(feature = "flamegraph")]
 mod flamegraph;
+mod leaks;
 mod pprof;
 mod symbolize;
 mod views;
 
 pub use diff::DiffError;
+pub(crate) use leaks::to_json as leaks_json;
+pub use leaks::{
+    LeakSuspects, LeakTracker, Suspect, leak_suspects, observe_leaks, reset_leaks, track_leaks,
+};
 pub use views::{SampleType, Top, TopRow, UnknownSampleType};
 
 use std::collections::{HashMap, HashSet};
@@ -413,6 +418,56 @@ pub fn heap_with(symbolization: Symbolization) -> Profile {
     let now = sampler::now_nanos();
     let copy = crate::sampler::read();
     Profile::build(taken_at, now, sample_rate, copy, symbolization)
+}
+
+/// The sampled heap as it stood at the process's high-water mark of live bytes: what held
+/// memory at the moment that mattered, usually gone by the time someone looks.
+///
+/// The sampler keeps it as it goes: its estimate of live bytes (the live samples, each
+/// weighted) is updated with every sample and every sampled free, and when it passes the
+/// last peak by 5% the live samples are copied (so the copies cost, amortised, a small
+/// share of the samples that grew the heap). The profile has in-use values only (its
+/// `alloc_*` are zero), [`taken_at`](Profile::taken_at) is the time of the peak, and
+/// [`totals`](Profile::totals)' in-use bytes the peak's estimate. Empty before the first
+/// sample. [`reset_peak`] starts a new window.
+///
+/// ```rust,standalone_crate
+/// # #[global_allocator]
+/// # static GLOBAL: memsentry::MemSentry = memsentry::MemSentry::new();
+/// # fn main() {
+/// use memsentry::profile;
+/// profile::set_sample_rate(1);
+/// profile::reset_peak();
+/// drop(std::hint::black_box(vec![0u8; 1 << 20])); // a transient megabyte
+/// let peak = profile::peak();
+/// assert!(peak.totals().1.bytes >= (1 << 20) as f64);
+/// assert!(profile::heap().totals().1.bytes < (1 << 20) as f64);
+/// # profile::set_sample_rate(profile::DEFAULT_RATE);
+/// # }
+/// ```
+#[must_use]
+pub fn peak() -> Profile {
+    let sample_rate = sampler::rate();
+    let Some(_guard) = sampler::Guard::enter() else {
+        return Profile::empty(SystemTime::now(), sample_rate);
+    };
+    let (records, at, _) = crate::sampler::peak();
+    let mut copy = crate::sampler::read();
+    copy.cumulative.clear();
+    copy.live = records;
+    let taken_at = at.unwrap_or_else(SystemTime::now);
+    Profile::build(
+        taken_at,
+        sampler::now_nanos(),
+        sample_rate,
+        copy,
+        Symbolization::InProcess,
+    )
+}
+
+/// Starts a new window for [`peak`]: the peak from now on.
+pub fn reset_peak() {
+    crate::sampler::reset_peak();
 }
 
 impl Profile {

@@ -125,7 +125,7 @@ pub(crate) mod metrics;
 mod psi;
 mod run;
 mod status;
-mod trend;
+pub(crate) mod trend;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -57,6 +57,18 @@ impl Series {
     pub(crate) fn last(&self) -> Option<Point> {
         self.points.back().copied()
     }
+
+    pub(crate) fn first(&self) -> Option<Point> {
+        self.points.front().copied()
+    }
+
+    pub(crate) fn points(&self) -> impl Iterator<Item = Point> + '_ {
+        self.points.iter().copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.points.len()
+    }
 }
 
 /// What one window says of one series.
