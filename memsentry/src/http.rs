@@ -13,6 +13,7 @@
 //! | `/debug/memsentry/dumps` | GET | the watchdog's dump files, newest first, as JSON; `?debug=1`: text |
 //! | `/debug/memsentry/dumps/NAME` | GET | one dump file (only names of the dump files' shape are served) |
 //! | `/debug/memsentry/` | GET | a page for a browser: live charts, the top in-use sites, tasks, leak suspects, links (`/` redirects to it) |
+//! | `/debug/memsentry/lifetimes` | GET | how long sampled blocks live, per call site ([`crate::profile::lifetimes`]), as text |
 //! | `/debug/memsentry/leaks` | GET | [leak suspects](crate::profile::leak_suspects) as JSON; `?debug=1`: text |
 //! | `/healthz` | GET | `ok` |
 //!
@@ -614,6 +615,7 @@ impl Routes {
             | "/debug/pprof/delta_heap"
             | "/debug/pprof/goroutine"
             | "/debug/memsentry/leaks"
+            | "/debug/memsentry/lifetimes"
             | "/debug/memsentry/"
             | "/" => &["GET", "HEAD"],
             _ if path.starts_with(DUMPS_PREFIX) => &["GET", "HEAD"],
@@ -653,6 +655,8 @@ impl Routes {
                     .header("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' blob: data:; frame-src blob:")
             }),
             "/debug/memsentry/leaks" => leaks(request),
+            "/debug/memsentry/lifetimes" => no_query(request)
+                .unwrap_or_else(|| Response::ok(TEXT, profile::lifetimes().to_string())),
             "/debug/pprof/delta_heap" => fleet::delta_heap(request),
             "/debug/pprof/goroutine" => fleet::goroutine(request),
             "/debug/memsentry/watchdog" => watchdog(request),

@@ -196,6 +196,82 @@ static STACKS: [SpinLock<StackShard>; STACK_SHARDS] =
     [const { SpinLock::new(StackShard::new()) }; STACK_SHARDS];
 /// The next stack id to hand out.
 static NEXT_STACK: AtomicU32 = AtomicU32::new(0);
+
+/// Lifetime buckets of sampled blocks: under 1 µs, 10 µs, 100 µs, 1 ms, 10 ms, 100 ms,
+/// 1 s, 10 s, 1 min, 10 min, 1 h, and longer. Upper bounds in nanoseconds.
+pub(crate) const LIFETIME_BOUNDS: [u64; 11] = [
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+    60_000_000_000,
+    600_000_000_000,
+    3_600_000_000_000,
+];
+/// Buckets: one per bound and one past the last.
+pub(crate) const LIFETIME_BUCKETS: usize = LIFETIME_BOUNDS.len() + 1;
+
+/// Sampled blocks freed, per lifetime bucket: estimated objects and bytes (weighted).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Lifetimes {
+    pub(crate) objects: [f64; LIFETIME_BUCKETS],
+    pub(crate) bytes: [f64; LIFETIME_BUCKETS],
+}
+
+const LIFETIME_SHARDS: usize = 16;
+
+/// Lifetimes by stack id, sharded by id. An entry is made when a stack is first sampled
+/// (which may allocate: under the guard), so a free only updates one (no allocation).
+static LIFETIMES: [SpinLock<Option<HashMap<u32, Lifetimes, WordHasher>>>; LIFETIME_SHARDS] =
+    [const { SpinLock::new(None) }; LIFETIME_SHARDS];
+
+fn lifetime_shard(stack: u32) -> &'static SpinLock<Option<HashMap<u32, Lifetimes, WordHasher>>> {
+    &LIFETIMES[stack as usize % LIFETIME_SHARDS]
+}
+
+/// The bucket of a lifetime in nanoseconds.
+pub(crate) fn lifetime_bucket(nanos: u64) -> usize {
+    LIFETIME_BOUNDS.partition_point(|&bound| bound <= nanos)
+}
+
+/// Makes room for `stack`'s lifetimes (at a sample, under the guard).
+fn note_stack_lifetimes(stack: u32) {
+    lifetime_shard(stack)
+        .lock()
+        .get_or_insert_with(|| HashMap::with_hasher(WordHasher(0)))
+        .entry(stack)
+        .or_default();
+}
+
+/// Counts the lifetime of a sampled block freed now. Allocates nothing: the entry exists.
+fn note_lifetime(record: &Record) {
+    let lived = now_nanos().saturating_sub(record.time);
+    let weight = weight(record.size, record.rate);
+    let bucket = lifetime_bucket(lived);
+    if let Some(lifetimes) = lifetime_shard(record.stack)
+        .lock()
+        .as_mut()
+        .and_then(|map| map.get_mut(&record.stack))
+    {
+        lifetimes.objects[bucket] += weight;
+        lifetimes.bytes[bucket] += weight * record.size as f64;
+    }
+}
+
+/// Every stack's lifetimes (copies), for a profile. Under the guard.
+pub(crate) fn lifetimes() -> HashMap<u32, Lifetimes> {
+    let mut out = HashMap::new();
+    for shard in &LIFETIMES {
+        if let Some(map) = shard.lock().as_ref() {
+            out.extend(map.iter().map(|(&id, &l)| (id, l)));
+        }
+    }
+    out
+}
 /// Bytes of interned frame arrays (for the profiler's own memory figure).
 static FRAME_BYTES: AtomicUsize = AtomicUsize::new(0);
 
@@ -239,6 +315,7 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task
         time: now_nanos(),
         task,
     };
+    note_stack_lifetimes(stack);
     insert_live(address, record);
     crate::budget::on_sample(address, &record, frames);
     note_live(&record);
@@ -367,6 +444,7 @@ pub(crate) fn take(address: usize) -> Option<Taken> {
     shard.filter.remove(slot);
     drop(shard);
     note_gone(&record);
+    note_lifetime(&record);
     Some(Taken(record))
 }
 
@@ -377,13 +455,17 @@ pub(crate) fn put_back(address: usize, taken: Taken) {
     LIVE_ESTIMATE.fetch_add(estimate, Ordering::Relaxed);
 }
 
-/// Takes every table lock, live shards first, each in array order (for `fork`:
-/// `crate::fork`). No other code holds two of them at once, so this order cannot deadlock.
+/// Takes every table lock, live shards first, then stacks, then lifetimes, each in array
+/// order (for `fork`: `crate::fork`). No other code holds two of them at once, so this
+/// order cannot deadlock.
 pub(crate) fn lock_all_for_fork() {
     for shard in &LIVE {
         shard.lock_for_fork();
     }
     for shard in &STACKS {
+        shard.lock_for_fork();
+    }
+    for shard in &LIFETIMES {
         shard.lock_for_fork();
     }
 }
@@ -400,6 +482,10 @@ pub(crate) unsafe fn unlock_all_after_fork() {
         unsafe { shard.unlock_after_fork() };
     }
     for shard in &STACKS {
+        // SAFETY: as above.
+        unsafe { shard.unlock_after_fork() };
+    }
+    for shard in &LIFETIMES {
         // SAFETY: as above.
         unsafe { shard.unlock_after_fork() };
     }

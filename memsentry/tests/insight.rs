@@ -124,3 +124,57 @@ fn one_steady_leak_is_the_one_suspect() {
     assert!(suspects.to_string().contains("leak suspects: 1 of"));
     drop((kept, held, cache));
 }
+
+#[inline(never)]
+fn short_lived_site() {
+    for _ in 0..20 {
+        drop(black_box(vec![6u8; 2048]));
+    }
+}
+
+#[inline(never)]
+fn lives_20ms_site() -> Vec<u8> {
+    black_box(vec![7u8; 3000])
+}
+
+#[inline(never)]
+fn lives_150ms_site() -> Vec<u8> {
+    black_box(vec![8u8; 5000])
+}
+
+#[test]
+fn lifetimes_land_in_their_buckets() {
+    let _turn = turn();
+    profile::set_sample_rate(1);
+    short_lived_site();
+    let twenty = lives_20ms_site();
+    let one_fifty = lives_150ms_site();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(twenty);
+    std::thread::sleep(Duration::from_millis(130));
+    drop(one_fifty);
+    profile::set_sample_rate(profile::DEFAULT_RATE);
+    let table = profile::lifetimes();
+    let row = |name: &str| {
+        table
+            .rows
+            .iter()
+            .find(|r| r.function.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{table}"))
+    };
+    let bounds = profile::LifetimeTable::bounds();
+    // The coarse clock is exact to a few milliseconds: 20 ms lands under 100 ms, 150 ms
+    // under 1 s, and the immediate frees under 10 ms (within the clock's tick).
+    let short = row("short_lived_site");
+    assert_eq!(short.freed_objects(), 20.0, "{table}");
+    assert!(
+        short.quantile(1.0).unwrap() <= Duration::from_millis(10),
+        "{table}"
+    );
+    let twenty = row("lives_20ms_site");
+    assert_eq!(twenty.freed_objects(), 1.0);
+    assert_eq!(twenty.quantile(0.5), Some(bounds[5]), "{table}");
+    let long = row("lives_150ms_site");
+    assert_eq!(long.quantile(0.5), Some(bounds[6]), "{table}");
+    assert!(table.to_string().contains("lives_150ms_site"));
+}

@@ -574,7 +574,7 @@ impl fmt::Display for Site {
 /// measuring, or unknown: a site names the first frame that is not. Told by the source file where there is one
 /// (the standard library's paths run through `/rustc/<hash>/library/`), by the
 /// function's path otherwise.
-fn is_library_frame(frame: &crate::profile::Frame<'_>) -> bool {
+pub(crate) fn is_library_frame(frame: &crate::profile::Frame<'_>) -> bool {
     // The measuring itself, where an optimiser inlined the measured closure into it.
     if frame.function.is_empty() || frame.function.starts_with("memsentry::budget::") {
         return true;

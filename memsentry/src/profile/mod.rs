@@ -62,6 +62,7 @@ pub mod dump;
 #[cfg(feature = "flamegraph")]
 mod flamegraph;
 mod leaks;
+mod lifetimes;
 mod pprof;
 mod symbolize;
 mod views;
@@ -71,6 +72,7 @@ pub(crate) use leaks::to_json as leaks_json;
 pub use leaks::{
     LeakSuspects, LeakTracker, Suspect, leak_suspects, observe_leaks, reset_leaks, track_leaks,
 };
+pub use lifetimes::{LifetimeRow, LifetimeTable, lifetimes};
 pub use views::{SampleType, Top, TopRow, UnknownSampleType};
 
 use std::collections::{HashMap, HashSet};
