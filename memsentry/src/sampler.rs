@@ -523,6 +523,8 @@ pub(crate) struct TableCopy {
     pub(crate) cumulative: Vec<((u32, usize, u32), Cumulative)>,
     /// Live records.
     pub(crate) live: Vec<Record>,
+    /// Freed samples' lifetimes by stack id (filled by the callers that show them).
+    pub(crate) lifetimes: HashMap<u32, Lifetimes>,
 }
 
 /// Copies the tables. Must run under the guard (it allocates while holding shard locks,

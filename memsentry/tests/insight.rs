@@ -177,4 +177,10 @@ fn lifetimes_land_in_their_buckets() {
     let long = row("lives_150ms_site");
     assert_eq!(long.quantile(0.5), Some(bounds[6]), "{table}");
     assert!(table.to_string().contains("lives_150ms_site"));
+    // The profile's rows carry it too (the pprof label `median_lifetime`).
+    let heap = profile::heap();
+    let lifetime = heap
+        .samples_through("insight::lives_20ms_site")
+        .find_map(|s| s.median_lifetime);
+    assert_eq!(lifetime, Some(bounds[5]));
 }

@@ -135,6 +135,7 @@ impl Collector {
                 .map(|(&(stack, size), &totals)| ((stack, size, 0), totals))
                 .collect(),
             live,
+            lifetimes: std::collections::HashMap::new(),
         };
         drop(data);
         Profile::build(

@@ -159,6 +159,10 @@ impl Profile {
                 let (alloc, inuse, oldest) = later
                     .as_ref()
                     .map_or((zero, zero, None), |s| (s.alloc, s.inuse, s.oldest));
+                let median_lifetime = later
+                    .as_ref()
+                    .or(earlier.as_ref())
+                    .and_then(|s| s.median_lifetime);
                 let (base_alloc, base_inuse) = earlier
                     .as_ref()
                     .map_or((zero, zero), |s| (s.alloc, s.inuse));
@@ -174,6 +178,7 @@ impl Profile {
                     oldest,
                     base_inuse: Some(base_inuse),
                     task,
+                    median_lifetime,
                 }
             })
             .filter(|s| {

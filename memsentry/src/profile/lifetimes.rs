@@ -163,6 +163,7 @@ pub fn lifetimes() -> LifetimeTable {
             })
             .collect(),
         live: Vec::new(),
+        lifetimes: HashMap::new(),
     };
     let profile = Profile::build(
         SystemTime::now(),
@@ -199,6 +200,16 @@ pub fn lifetimes() -> LifetimeTable {
         .collect();
     rows.sort_by(|a, b| b.freed_bytes().total_cmp(&a.freed_bytes()));
     LifetimeTable { rows }
+}
+
+/// The median lifetime of one stack's freed samples (its bucket's upper bound).
+pub(super) fn median(lifetimes: &Lifetimes) -> Option<Duration> {
+    let row = LifetimeRow {
+        function: String::new(),
+        objects: lifetimes.objects,
+        bytes: lifetimes.bytes,
+    };
+    row.quantile(0.5)
 }
 
 fn add(row: &mut LifetimeRow, lifetimes: &Lifetimes) {

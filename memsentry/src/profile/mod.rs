@@ -271,6 +271,11 @@ pub struct Sample {
     pub base_inuse: Option<Estimate>,
     /// The [task](crate::task) that allocated the blocks, if one was being polled.
     pub task: Option<&'static str>,
+    /// How long this call stack's sampled blocks lived, the median of those freed so far
+    /// (the upper bound of its bucket, see [`LifetimeTable::bounds`]); `None` if none was
+    /// freed, or it lived longer than the last bound. In pprof: the `median_lifetime`
+    /// label, in nanoseconds (`go tool pprof -tags`).
+    pub median_lifetime: Option<Duration>,
 }
 
 /// One frame of a call stack, inlined frames included.
@@ -418,7 +423,8 @@ pub fn heap_with(symbolization: Symbolization) -> Profile {
         return Profile::empty(taken_at, sample_rate);
     };
     let now = sampler::now_nanos();
-    let copy = crate::sampler::read();
+    let mut copy = crate::sampler::read();
+    copy.lifetimes = crate::sampler::lifetimes();
     Profile::build(taken_at, now, sample_rate, copy, symbolization)
 }
 
@@ -543,7 +549,9 @@ impl Profile {
             let index = *stack_index
                 .entry(stack)
                 .or_insert_with(|| builder.add_stack(ips));
+            let median_lifetime = copy.lifetimes.get(&stack).and_then(lifetimes::median);
             samples.push(Sample {
+                median_lifetime,
                 stack: index,
                 size: size as u64,
                 alloc,

@@ -191,6 +191,8 @@ pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PPro
     });
     let bytes_key = strings.get("bytes");
     let task_key = strings.get("task");
+    let lifetime_key = strings.get("median_lifetime");
+    let nanoseconds = strings.get("nanoseconds");
     let symbolized = profile.symbolization == Symbolization::InProcess;
     let drop_frames = if symbolized {
         0
@@ -277,6 +279,12 @@ pub(crate) fn to_message(profile: &Profile, default: Option<SampleType>) -> PPro
                 str: strings.get(task),
                 num: 0,
                 num_unit: 0,
+            }))
+            .chain(s.median_lifetime.map(|lifetime| Label {
+                key: lifetime_key,
+                str: 0,
+                num: i64::try_from(lifetime.as_nanos()).unwrap_or(i64::MAX),
+                num_unit: nanoseconds,
             }))
             .collect(),
         })

@@ -43,6 +43,7 @@ fn constructed() -> Profile {
                 oldest: Some(Duration::from_secs(3)),
                 base_inuse: None,
                 task: None,
+                median_lifetime: None,
             },
             Sample {
                 stack: 1,
@@ -52,6 +53,7 @@ fn constructed() -> Profile {
                 oldest: None,
                 base_inuse: None,
                 task: None,
+                median_lifetime: None,
             },
         ],
         stacks: vec![vec![0, 1], vec![0, 2]],
@@ -361,6 +363,7 @@ fn constructed_base() -> Profile {
         oldest: Some(Duration::from_secs(9)),
         base_inuse: None,
         task: None,
+        median_lifetime: None,
     };
     // Functions in another order than the later profile's, and one of its own.
     base.functions.rotate_left(1);
