@@ -380,32 +380,45 @@ const NO_LIMIT: u64 = 1 << 62;
 /// mounted. Hierarchies are found in `/proc/self/mountinfo` (once); the limit files are
 /// read into stack buffers on every call.
 pub(crate) fn cgroup_memory_limit() -> Option<u64> {
-    let mounts = CgroupMounts::get();
     let mut buffer = [0u8; 4096];
     let membership = read_small("/proc/self/cgroup", &mut buffer)?;
     let mut limit: Option<u64> = None;
-    for line in membership.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let (hierarchies, file) = if id == "0" && controllers.is_empty() {
-            (&mounts.v2, "memory.max")
-        } else if controllers.split(',').any(|c| c == "memory") {
-            (&mounts.v1_memory, "memory.limit_in_bytes")
+    for (v2, mount, path) in memory_cgroups(membership) {
+        let file = if v2 {
+            "memory.max"
         } else {
-            continue;
+            "memory.limit_in_bytes"
         };
-        for mount in hierarchies {
-            // A path outside the mount's root (not expected) is looked up as it is:
-            // levels whose file is missing are skipped.
-            let path = relative_to(path, &mount.root).unwrap_or(path);
-            limit = min_limit(limit, hierarchy_limit(&mount.mount_point, path, file));
-        }
+        limit = min_limit(limit, hierarchy_limit(&mount.mount_point, path, file));
     }
     limit
+}
+
+/// The process's memory cgroups in `membership` (`/proc/self/cgroup`'s text): for each
+/// mounted hierarchy that can hold one, whether it is v2, the mount, and the cgroup's path
+/// relative to the mount's root (a path outside the root, not expected, as it is: levels
+/// whose files are missing are skipped by the readers), in the order of the lines.
+pub(crate) fn memory_cgroups(
+    membership: &str,
+) -> impl Iterator<Item = (bool, &'static CgroupMount, &str)> {
+    let mounts = CgroupMounts::get();
+    membership.lines().flat_map(move |line| {
+        let mut fields = line.splitn(3, ':');
+        let (id, controllers, path) = (fields.next(), fields.next(), fields.next());
+        let (v2, hierarchies): (bool, &'static [CgroupMount]) = match (id, controllers, path) {
+            (Some("0"), Some(""), Some(_)) => (true, &mounts.v2),
+            (Some(_), Some(controllers), Some(_))
+                if controllers.split(',').any(|c| c == "memory") =>
+            {
+                (false, &mounts.v1_memory)
+            }
+            _ => (false, &[]),
+        };
+        let path = path.unwrap_or("");
+        hierarchies
+            .iter()
+            .map(move |mount| (v2, mount, relative_to(path, &mount.root).unwrap_or(path)))
+    })
 }
 
 fn min_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {

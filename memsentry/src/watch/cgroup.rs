@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::stats::{self, CgroupMounts};
+use crate::stats;
 
 /// Which cgroup interface the files belong to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,27 +64,14 @@ impl Cgroup {
     /// The process's memory cgroup, if one with a usage file is mounted and readable.
     pub(crate) fn find() -> Option<Cgroup> {
         let membership = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-        let mounts = CgroupMounts::get();
         let mut v1 = None;
-        for line in membership.lines() {
-            let mut fields = line.splitn(3, ':');
-            let (Some(id), Some(controllers), Some(path)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            if id == "0" && controllers.is_empty() {
-                for mount in &mounts.v2 {
-                    let path = stats::relative_to(path, &mount.root).unwrap_or(path);
-                    if let Some(cgroup) = Cgroup::open(Version::V2, &mount.mount_point, path) {
-                        return Some(cgroup);
-                    }
+        for (v2, mount, path) in stats::memory_cgroups(&membership) {
+            if v2 {
+                if let Some(cgroup) = Cgroup::open(Version::V2, &mount.mount_point, path) {
+                    return Some(cgroup);
                 }
-            } else if controllers.split(',').any(|c| c == "memory") {
-                for mount in &mounts.v1_memory {
-                    let path = stats::relative_to(path, &mount.root).unwrap_or(path);
-                    v1 = v1.or_else(|| Cgroup::open(Version::V1, &mount.mount_point, path));
-                }
+            } else {
+                v1 = v1.or_else(|| Cgroup::open(Version::V1, &mount.mount_point, path));
             }
         }
         v1
