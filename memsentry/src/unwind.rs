@@ -17,7 +17,8 @@
 //! to [`OUTER_SLACK`] frames further, into code that keeps no frame pointer, such as the
 //! C runtime's thread entry), later samples walk frame pointers; otherwise, if every table
 //! walk agreed, the table; otherwise DWARF for the rest of the process, said once on
-//! stderr. [`set`] overrides the choice.
+//! stderr. A checked sample records the frames of the walk that agreed, so a call site
+//! has the same stack before and after the check. [`set`] overrides the choice.
 //!
 //! The frame-pointer and table walks read only memory between the walker's own frame and
 //! the end of the mapping that holds the thread's stack (read once per thread from
@@ -175,26 +176,39 @@ pub(crate) fn capture(out: &mut Frames, marker: usize) {
     // is skipped (`marker` 0), stay the same.
     walk_dwarf(out, marker);
     if mode == CHECKING {
-        check(out.as_slice(), marker);
+        check(out, marker);
     }
 }
 
 /// Walks frame pointers and the table too, and compares both with `dwarf`, the DWARF
 /// walk's result; after [`CHECKS`] samples, settles the mode.
+///
+/// `dwarf` keeps the frames that the walk that agreed found, the frame-pointer walk's
+/// first: the stack the sample records is then the one that later samples of the same
+/// call site record (the DWARF walk's extra outer frames would make it a site of its own).
 #[inline(never)]
-fn check(dwarf: &[usize], marker: usize) {
+fn check(dwarf: &mut Frames, marker: usize) {
     let mut fp = Frames::new();
     walk_frame_pointers(&mut fp, marker);
-    if !agree(fp.as_slice(), dwarf) {
+    let fp_agrees = agree(fp.as_slice(), dwarf.as_slice());
+    if !fp_agrees {
         FP_DISAGREED.store(true, Ordering::Relaxed);
     }
     let mut table = Frames::new();
+    let mut table_agrees = false;
     if walk_table(&mut table, marker) {
-        if agree(table.as_slice(), dwarf) {
+        table_agrees = agree(table.as_slice(), dwarf.as_slice());
+        if table_agrees {
             TABLE_AGREED.fetch_add(1, Ordering::Relaxed);
         } else {
             TABLE_DISAGREED.store(true, Ordering::Relaxed);
         }
+    }
+    // An agreeing walk's frames are a prefix of the DWARF walk's: shortening keeps them.
+    if fp_agrees && !FP_DISAGREED.load(Ordering::Relaxed) {
+        dwarf.len = fp.len;
+    } else if table_agrees {
+        dwarf.len = table.len;
     }
     if AGREED.fetch_add(1, Ordering::Relaxed) + 1 < CHECKS {
         return;

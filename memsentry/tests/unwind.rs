@@ -65,12 +65,14 @@ fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
     // Frames from the allocating site up to the allocating loop, per row through the site.
     let mut walks = BTreeSet::new();
     let mut samples = 0;
+    let mut rows = Vec::new();
     for sample in heap.samples() {
         let names: Vec<String> = heap.frames(sample).map(|f| f.function.to_owned()).collect();
         if !names.iter().any(|n| n.ends_with("walked_site")) || sample.size != 520 {
             continue;
         }
         samples += sample.inuse.samples;
+        rows.push(sample.inuse.samples);
         let test = names
             .iter()
             .position(|n| n.ends_with("allocate_with_each_unwinder"))
@@ -78,6 +80,13 @@ fn frame_pointers_are_checked_then_walk_the_same_frames_as_dwarf() {
         walks.insert(names[..=test].to_vec());
     }
     assert_eq!(samples, 4 * BLOCKS as u64, "every block sampled (R = 1)");
+    // Whole stacks, to the thread's entry: the checked samples record what the walk that
+    // agreed found, so a round's samples are never split between two rows (a round may
+    // share its row with another where their call sites have the same return address).
+    assert!(
+        rows.iter().all(|&row| row % BLOCKS as u64 == 0),
+        "every round's samples in one row: {rows:?}"
+    );
     assert_eq!(
         walks.len(),
         1,
