@@ -28,52 +28,42 @@ use gimli::{
     BaseAddresses, CfaRule, EhFrame, EhFrameHdr, NativeEndian, RegisterRule, UnwindSection, X86_64,
 };
 
-/// One row of the table, packed into a word: `kind` (bits 56..64), the return address's
-/// offset from the CFA (48..56, signed), the saved frame pointer's offset from the CFA
-/// (32..48, signed; [`NOT_SAVED`]: not saved), the CFA's offset from its base register
-/// (0..32, signed).
+/// One row of the table: how to find the CFA (`kind`'s base register plus
+/// `cfa_offset`) and the caller's frame pointer (saved at CFA + `bp_offset`, or not saved
+/// where `bp_offset` is 0). The return address is at CFA − 8, as the x86-64 ABI saves it
+/// (a row that says otherwise is not expressed). 8 bytes, read field by field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Rule(u64);
+#[repr(C, align(8))]
+pub(crate) struct Rule {
+    cfa_offset: i32,
+    bp_offset: i16,
+    kind: u8,
+}
 
-/// No rule: no code here, or a row the table cannot express. Ends a walk.
-const END: u64 = 0;
+/// No rule: no code here, or a row the table cannot express. Ends a walk. (Zero: a
+/// thread's empty cache is zeroed memory.)
+const END: u8 = 0;
 /// CFA = stack pointer + offset.
-const FROM_SP: u64 = 1;
+const FROM_SP: u8 = 1;
 /// CFA = frame pointer + offset.
-const FROM_BP: u64 = 2;
+const FROM_BP: u8 = 2;
 /// The outermost frame: its return address is undefined (`_start`, a thread's start).
-const OUTERMOST: u64 = 3;
-/// The caller's frame pointer is this frame's (not saved).
-const NOT_SAVED: i16 = i16::MIN;
+const OUTERMOST: u8 = 3;
+/// The caller's frame pointer is this frame's (not saved): a saved slot is never at the
+/// CFA itself.
+const NOT_SAVED: i16 = 0;
+/// The return address's offset from the CFA.
+const RA_OFFSET: isize = -8;
 
 impl Rule {
-    const END: Rule = Rule(END);
+    const END: Rule = Rule::new(END, 0, NOT_SAVED);
 
-    fn new(kind: u64, cfa_offset: i32, bp_offset: i16, ra_offset: i8) -> Rule {
-        // Bit-level packing of signed values: each field is read back with the same width.
-        Rule(
-            kind << 56
-                | u64::from(ra_offset as u8) << 48
-                | u64::from(bp_offset as u16) << 32
-                | u64::from(cfa_offset as u32),
-        )
-    }
-
-    fn kind(self) -> u64 {
-        self.0 >> 56
-    }
-
-    fn ra_offset(self) -> isize {
-        isize::from((self.0 >> 48) as u8 as i8)
-    }
-
-    fn bp_offset(self) -> Option<isize> {
-        let offset = (self.0 >> 32) as u16 as i16;
-        (offset != NOT_SAVED).then_some(isize::from(offset))
-    }
-
-    fn cfa_offset(self) -> isize {
-        self.0 as u32 as i32 as isize
+    const fn new(kind: u8, cfa_offset: i32, bp_offset: i16) -> Rule {
+        Rule {
+            cfa_offset,
+            bp_offset,
+            kind,
+        }
     }
 }
 
@@ -336,8 +326,11 @@ impl Builder {
                 } else {
                     return unsupported(self);
                 };
+                // The walk relies on a positive offset from the stack pointer.
                 match i32::try_from(*offset) {
-                    Ok(offset) if offset % 8 == 0 => (kind, offset),
+                    Ok(offset) if offset % 8 == 0 && (offset > 0 || kind == FROM_BP) => {
+                        (kind, offset)
+                    }
                     _ => return unsupported(self),
                 }
             }
@@ -345,27 +338,22 @@ impl Builder {
         };
         // Saved slots lie below the CFA, 8-aligned: the walk relies on it (checked here).
         let saved_slot = |offset: i64| offset < 0 && offset % 8 == 0;
-        let ra_offset = match row.register(X86_64::RA) {
-            Some(RegisterRule::Offset(offset)) if saved_slot(offset) => {
-                match i8::try_from(offset) {
-                    Ok(offset) => offset,
-                    Err(_) => return unsupported(self),
-                }
-            }
-            Some(RegisterRule::Undefined) => return Rule::new(OUTERMOST, 0, NOT_SAVED, 0),
+        match row.register(X86_64::RA) {
+            Some(RegisterRule::Offset(offset)) if offset as isize == RA_OFFSET => {}
+            Some(RegisterRule::Undefined) => return Rule::new(OUTERMOST, 0, NOT_SAVED),
             _ => return unsupported(self),
-        };
+        }
         let bp_offset = match row.register(X86_64::RBP) {
             None | Some(RegisterRule::SameValue) => NOT_SAVED,
             Some(RegisterRule::Offset(offset)) if saved_slot(offset) => {
                 match i16::try_from(offset) {
-                    Ok(offset) if offset != NOT_SAVED => offset,
-                    _ => return unsupported(self),
+                    Ok(offset) => offset,
+                    Err(_) => return unsupported(self),
                 }
             }
             Some(_) => return unsupported(self),
         };
-        Rule::new(kind, cfa_offset, bp_offset, ra_offset)
+        Rule::new(kind, cfa_offset, bp_offset)
     }
 
     fn finish(mut self) -> Table {
@@ -442,7 +430,8 @@ impl RuleCache {
         let slot = (ip.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % CACHE;
         let entry = &self.entries[slot];
         let (cached, rule) = entry.get();
-        if cached == ip && ip != 0 {
+        // An empty entry, (0, END), holds the right rule for address 0 too.
+        if cached == ip {
             return rule;
         }
         let rule = table.find(ip);
@@ -485,7 +474,7 @@ fn walk_with(
     top: usize,
 ) -> Stop {
     cache.sync(table);
-    let (mut ip, mut sp, mut bp): (usize, usize, usize);
+    let (ip, sp, bp): (usize, usize, usize);
     // SAFETY: reads the instruction pointer and two registers; touches no memory.
     unsafe {
         core::arch::asm!(
@@ -498,73 +487,134 @@ fn walk_with(
             options(nomem, nostack, preserves_flags)
         );
     }
-    let low = sp;
-    let mut table = table;
-    // The first address is this function's own (exact); the others are return
-    // addresses, which point after their call: their call lies one byte before.
-    let mut exact = true;
+    // Every frame's stack pointer is 8-aligned (the walker's is checked here, each CFA
+    // as it is found): the reads' bounds rely on it.
+    if !sp.is_multiple_of(8) {
+        return Stop::OutOfBounds;
+    }
+    let walk = Walk {
+        cache,
+        table,
+        low: sp,
+        top,
+    };
+    let mut frame = Frame { ip, sp, bp };
+    // The frames at or below the marker (the walker's, the sampler's, the allocator
+    // hook's) are skipped. The first address is this function's own (exact); the others
+    // are return addresses, which point after their call: their call lies one byte before.
+    let mut at = ip;
     loop {
-        let at = if exact { ip } else { ip.wrapping_sub(1) };
-        let mut rule = cache.lookup(table, at as u64);
-        if rule.kind() == END && !table.knows(at as u64) && loader_adds() != table.adds {
-            // An address outside every object the table knows, and the loader has added
-            // objects since it was built: a library loaded since. A new table.
-            if let Some(newer) = rebuild() {
-                table = newer;
-                cache.sync(table);
-                rule = cache.lookup(table, at as u64);
-            }
+        if let Err(stop) = walk.unwind(&mut frame, at) {
+            return stop;
         }
         // A frame is kept when its stack pointer (the CFA of the frame it called) lies
         // above the marker, as the DWARF walk keeps it.
-        let keep = sp > marker && !exact;
-        let base = match rule.kind() {
-            FROM_SP => sp,
-            FROM_BP => bp,
-            OUTERMOST => {
-                if keep {
-                    out.push(ip);
-                }
-                return Stop::Done;
-            }
-            _ => return Stop::NoRule,
-        };
-        let cfa = base.wrapping_add_signed(rule.cfa_offset());
-        // The caller's stack lies above this frame's, within the stack, 8-aligned.
-        if cfa <= sp || cfa > top || !cfa.is_multiple_of(8) {
-            return Stop::OutOfBounds;
+        if frame.sp > marker {
+            break;
         }
-        if keep && !out.push(ip) {
+        at = frame.ip.wrapping_sub(1);
+    }
+    loop {
+        if !out.push(frame.ip) {
+            return Stop::Done; // full
+        }
+        let at = frame.ip.wrapping_sub(1);
+        if let Err(stop) = walk.unwind(&mut frame, at) {
+            return stop;
+        }
+        if frame.ip == 0 {
             return Stop::Done;
         }
-        // The saved slots lie below the CFA at negative multiples of 8 (the table keeps
-        // no other rule), and the CFA is 8-aligned and at most `top`: a slot is within
-        // the stack if it is at or above `low`.
-        let slot = |offset: isize| -> Option<usize> {
-            let address = cfa.wrapping_add_signed(offset);
-            (address >= low).then(|| {
-                // SAFETY: `address` is 8-aligned, at or above `low` (the walker's own
-                // frame) and at least 8 bytes below `top` (the end of this thread's
-                // stack mapping): mapped memory of this thread's stack, read as a plain
-                // integer.
-                unsafe { (address as *const usize).read() }
-            })
-        };
-        let Some(ra) = slot(rule.ra_offset()) else {
-            return Stop::OutOfBounds;
-        };
-        if let Some(offset) = rule.bp_offset() {
-            match slot(offset) {
-                Some(saved) => bp = saved,
-                None => return Stop::OutOfBounds,
+    }
+}
+
+/// A frame's registers, as far as a walk restores them.
+struct Frame {
+    ip: usize,
+    sp: usize,
+    bp: usize,
+}
+
+/// What a walk reads by.
+struct Walk<'a> {
+    cache: &'a RuleCache,
+    table: &'a Table,
+    /// The walker's own stack pointer, 8-aligned: nothing below it is read.
+    low: usize,
+    /// The end of the mapping that holds this thread's stack: nothing at or above it is
+    /// read.
+    top: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Walk<'_> {
+    /// Turns `frame`, whose code is at `at`, into its caller; `Err(Done)` if it is the
+    /// outermost frame.
+    #[inline(always)]
+    fn unwind(&self, frame: &mut Frame, at: usize) -> Result<(), Stop> {
+        let mut rule = self.cache.lookup(self.table, at as u64);
+        if !matches!(rule.kind, FROM_SP | FROM_BP) {
+            if rule.kind == OUTERMOST {
+                return Err(Stop::Done);
             }
+            rule = self.reload(rule, at)?;
         }
-        if ra == 0 {
-            return Stop::Done;
+        // The CFA: above the frame's stack pointer, within the stack, 8-aligned. A rule
+        // from the stack pointer has a positive offset, a multiple of 8 (the table keeps
+        // no other): only its end needs a test.
+        let cfa = if rule.kind == FROM_SP {
+            frame.sp.wrapping_add_signed(rule.cfa_offset as isize)
+        } else {
+            let cfa = frame.bp.wrapping_add_signed(rule.cfa_offset as isize);
+            if cfa <= frame.sp || !cfa.is_multiple_of(8) {
+                return Err(Stop::OutOfBounds);
+            }
+            cfa
+        };
+        if cfa > self.top {
+            return Err(Stop::OutOfBounds);
         }
-        sp = cfa;
-        ip = ra;
-        exact = false;
+        if rule.bp_offset != NOT_SAVED {
+            // Saved slots lie below the CFA at negative multiples of 8 (the table keeps no
+            // other rule): within the stack if at or above `low`.
+            let slot = cfa.wrapping_add_signed(rule.bp_offset as isize);
+            if slot < self.low {
+                return Err(Stop::OutOfBounds);
+            }
+            // SAFETY: `slot` is 8-aligned, at or above `low` (the walker's own frame) and
+            // below the CFA, itself at most `top` (the end of this thread's stack
+            // mapping): mapped memory of this thread's stack, read as a plain integer.
+            frame.bp = unsafe { (slot as *const usize).read() };
+        }
+        // SAFETY: CFA − 8 is 8-aligned, below `top` and at or above the frame's stack
+        // pointer (8-aligned, below the CFA), itself at or above `low`: mapped memory of
+        // this thread's stack, as above.
+        frame.ip = unsafe { (cfa.wrapping_add_signed(RA_OFFSET) as *const usize).read() };
+        frame.sp = cfa;
+        Ok(())
+    }
+
+    /// The rule for `at` when the cache's is not one to unwind by: the outermost frame
+    /// (`Err(Done)`), or no rule. If `at` lies outside every object the table knows and
+    /// the loader has added objects since it was built (a library loaded since), a new
+    /// table's rule.
+    #[cold]
+    #[inline(never)]
+    fn reload(&self, mut rule: Rule, at: usize) -> Result<Rule, Stop> {
+        if rule.kind == END
+            && !self.table.knows(at as u64)
+            && loader_adds() != self.table.adds
+            && let Some(newer) = rebuild()
+        {
+            // This walk goes on by the old table (the rest of its frames are known to
+            // it); later walks take the new one.
+            rule = newer.find(at as u64);
+        }
+        match rule.kind {
+            FROM_SP | FROM_BP => Ok(rule),
+            OUTERMOST => Err(Stop::Done),
+            _ => Err(Stop::NoRule),
+        }
     }
 }
 
@@ -573,16 +623,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_pack_their_fields() {
-        let rule = Rule::new(FROM_BP, -16, -24, -8);
-        assert_eq!(rule.kind(), FROM_BP);
-        assert_eq!(rule.cfa_offset(), -16);
-        assert_eq!(rule.bp_offset(), Some(-24));
-        assert_eq!(rule.ra_offset(), -8);
-        let rule = Rule::new(FROM_SP, 1 << 20, NOT_SAVED, -8);
-        assert_eq!(rule.cfa_offset(), 1 << 20);
-        assert_eq!(rule.bp_offset(), None);
-        assert_eq!(Rule::END.kind(), END);
+    fn a_rule_is_one_word() {
+        assert_eq!(size_of::<Rule>(), 8);
+        assert_eq!(size_of::<(u64, Rule)>(), 16);
     }
 
     #[test]
@@ -592,7 +635,7 @@ mod tests {
         assert!(table.starts.windows(2).all(|w| w[0] < w[1]));
         let here = the_table_covers_this_test_binary as *const () as u64;
         assert!(table.knows(here));
-        assert_ne!(table.find(here + 4).kind(), END);
+        assert_ne!(table.find(here + 4).kind, END);
         assert!(!table.knows(8));
         assert_eq!(table.find(8), Rule::END);
     }
