@@ -83,8 +83,6 @@
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod alloc;
 pub mod budget;
-#[cfg(target_arch = "x86_64")]
-mod cfi;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod config;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]

@@ -22,15 +22,12 @@
 use core::hash::{BuildHasher, Hasher};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hashbrown::HashTable;
 
 use crate::hot::sampler::{FILTER_SHARDS, FilterShard, FilterSlot, now_nanos};
 use crate::spin::SpinLock;
-
-/// Deepest stack captured (frames past it are dropped; the leaf side is kept).
-pub(crate) const MAX_FRAMES: usize = 64;
 
 /// What is kept about one live sampled block.
 #[derive(Clone, Copy, Debug)]
@@ -317,8 +314,22 @@ pub(crate) fn record(address: usize, size: usize, rate: u64, marker: usize, task
     };
     note_stack_lifetimes(stack);
     insert_live(address, record);
-    crate::budget::on_sample(address, &record, frames);
+    if let Some(observe) = OBSERVER.get() {
+        observe(address, &record, frames);
+    }
     note_live(&record);
+}
+
+/// What sees every sample as it is recorded (its block's address, its record, its
+/// stack), under the sampler's guard: the measured scopes' collector (`crate::budget`)
+/// registers itself here when a scope first collects. Layers above the sampler hear of
+/// samples this way, so that it calls none of them.
+static OBSERVER: OnceLock<fn(usize, &Record, &[usize])> = OnceLock::new();
+
+/// Makes `observer` see every sample from now on (the first call only; later ones are
+/// ignored: there is one observer).
+pub(crate) fn observe_samples(observer: fn(usize, &Record, &[usize])) {
+    let _ = OBSERVER.set(observer);
 }
 
 /// The estimated bytes of the live samples (each weighted), kept as they come and go: what

@@ -40,15 +40,18 @@ thread_local! {
 
 /// Makes `collector` this thread's, returning the one before.
 pub(super) fn set_current(collector: Option<Arc<Collector>>) -> Option<Arc<Collector>> {
+    if collector.is_some() {
+        crate::sampler::observe_samples(on_sample);
+    }
     CURRENT
         .try_with(|current| current.replace(collector))
         .ok()
         .flatten()
 }
 
-/// Called by the sampler for every sample, under its guard: adds it to this thread's
-/// collector, if any.
-pub(crate) fn on_sample(address: usize, record: &Record, frames: &[usize]) {
+/// Sees every sample (registered with the sampler by [`set_current`]), under its guard:
+/// adds it to this thread's collector, if any.
+fn on_sample(address: usize, record: &Record, frames: &[usize]) {
     let Ok(Some(collector)) = CURRENT.try_with(|current| current.borrow().clone()) else {
         return;
     };

@@ -73,7 +73,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 pub use baseline::{Baseline, BaselineError, Comparison, UPDATE_VAR};
-pub(crate) use collect::on_sample;
 
 use crate::Bytes;
 use crate::hot::task::{self as tally, ScopeCounts};

@@ -216,7 +216,7 @@ pub struct SamplerUsage {
 pub fn usage() -> SamplerUsage {
     let usage = crate::sampler::usage();
     #[cfg(target_arch = "x86_64")]
-    let table = crate::cfi::usage();
+    let table = crate::unwind::table::usage();
     #[cfg(not(target_arch = "x86_64"))]
     let table = [0; 5];
     SamplerUsage {

@@ -447,7 +447,7 @@ impl RuleCache {
 #[inline(never)]
 pub(crate) fn walk(
     table: &Table,
-    out: &mut crate::unwind::Frames,
+    out: &mut super::frames::Frames,
     marker: usize,
     top: usize,
 ) -> Stop {
@@ -469,7 +469,7 @@ pub(crate) fn walk(
 fn walk_with(
     cache: &RuleCache,
     table: &Table,
-    out: &mut crate::unwind::Frames,
+    out: &mut super::frames::Frames,
     marker: usize,
     top: usize,
 ) -> Stop {

@@ -1,5 +1,5 @@
 //! **[S]** Stack capture for samples: a frame-pointer walk where the program keeps frame
-//! pointers, a walk by memsentry's cached unwind table (`crate::cfi`) where it does not,
+//! pointers, a walk by memsentry's cached unwind table (`table`) where it does not,
 //! libgcc's DWARF unwinder where neither agrees with it.
 //!
 //! libgcc's unwinder (`_Unwind_Backtrace`, through `backtrace`) works on any build but
@@ -27,10 +27,13 @@
 //! `crate::sampler`, and take no lock (building the table takes the loader's, once).
 
 use core::cell::Cell;
-use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
-use crate::sampler::MAX_FRAMES;
+mod frames;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod table;
+
+pub(crate) use frames::{Frames, MAX_FRAMES};
 
 /// Samples that walk both ways before the frame-pointer walk is trusted.
 const CHECKS: u32 = 16;
@@ -117,42 +120,6 @@ pub(crate) fn set(unwinder: Unwinder) {
     MODE.store(mode, Ordering::Relaxed);
 }
 
-/// Up to [`MAX_FRAMES`] return addresses, leaf first: a buffer on the sampler's stack
-/// that is never zeroed (a walk fills a dozen of its slots; zeroing all 512 bytes was
-/// ~8% of a sample's time: BENCHMARKS.md, "The sample's clock and frame buffer").
-pub(crate) struct Frames {
-    ips: [MaybeUninit<usize>; MAX_FRAMES],
-    /// The first `len` entries of `ips` are written; `len <= MAX_FRAMES`.
-    len: usize,
-}
-
-impl Frames {
-    pub(crate) const fn new() -> Frames {
-        Frames {
-            ips: [const { MaybeUninit::uninit() }; MAX_FRAMES],
-            len: 0,
-        }
-    }
-
-    /// Appends `ip` if there is room; `false` once the buffer is full (with or without it).
-    #[inline(always)]
-    pub(crate) fn push(&mut self, ip: usize) -> bool {
-        if let Some(slot) = self.ips.get_mut(self.len) {
-            slot.write(ip);
-            self.len += 1;
-        }
-        self.len < MAX_FRAMES
-    }
-
-    /// The addresses captured.
-    pub(crate) fn as_slice(&self) -> &[usize] {
-        // SAFETY: `push` writes an entry before `len` counts it, and `len` only ever grows
-        // that way, up to MAX_FRAMES: the first `len` entries are initialised `usize`s
-        // (`MaybeUninit<usize>` has `usize`'s layout).
-        unsafe { core::slice::from_raw_parts(self.ips.as_ptr().cast::<usize>(), self.len) }
-    }
-}
-
 /// Captures the calling stack's return addresses, leaf first, into `out` (empty),
 /// skipping the frames at or below `marker` (an address in the frame of the allocator's
 /// sampling hook: the hook's and the sampler's frames).
@@ -161,7 +128,7 @@ pub(crate) fn capture(out: &mut Frames, marker: usize) {
     let mode = MODE.load(Ordering::Relaxed);
     if mode == FRAME_POINTERS {
         walk_frame_pointers(out, marker);
-        if out.len > 0 {
+        if !out.is_empty() {
             return;
         }
         // Nothing walkable here (an alternate signal stack, no /proc): DWARF this once.
@@ -170,7 +137,7 @@ pub(crate) fn capture(out: &mut Frames, marker: usize) {
             return;
         }
         // No table yet (another thread builds it), or nothing walkable: DWARF this once.
-        out.len = 0;
+        out.clear();
     }
     // One call site for the DWARF walk whatever the mode: its frames, kept when nothing
     // is skipped (`marker` 0), stay the same.
@@ -206,9 +173,9 @@ fn check(dwarf: &mut Frames, marker: usize) {
     }
     // An agreeing walk's frames are a prefix of the DWARF walk's: shortening keeps them.
     if fp_agrees && !FP_DISAGREED.load(Ordering::Relaxed) {
-        dwarf.len = fp.len;
+        dwarf.truncate(fp.len());
     } else if table_agrees {
-        dwarf.len = table.len;
+        dwarf.truncate(table.len());
     }
     if AGREED.fetch_add(1, Ordering::Relaxed) + 1 < CHECKS {
         return;
@@ -237,29 +204,29 @@ fn check(dwarf: &mut Frames, marker: usize) {
     }
 }
 
-/// The table walk ([`crate::cfi`]), building the table first if there is none yet;
+/// The table walk ([`table`]), building the table first if there is none yet;
 /// `false` if there is no table to walk by (another thread is building it) or the walk
 /// found no frame.
 fn walk_table(out: &mut Frames, marker: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let Some(table) = crate::cfi::table_or_build() else {
+        let Some(table) = table::table_or_build() else {
             return false;
         };
         let here = 0u8;
         let Some(top) = mapping_end_of(core::ptr::addr_of!(here) as usize) else {
             return false;
         };
-        match crate::cfi::walk(table, out, marker, top) {
-            crate::cfi::Stop::Done => {}
-            crate::cfi::Stop::NoRule => {
-                crate::cfi::STOPPED_NO_RULE.fetch_add(1, Ordering::Relaxed);
+        match table::walk(table, out, marker, top) {
+            table::Stop::Done => {}
+            table::Stop::NoRule => {
+                table::STOPPED_NO_RULE.fetch_add(1, Ordering::Relaxed);
             }
-            crate::cfi::Stop::OutOfBounds => {
-                crate::cfi::STOPPED_OUT_OF_BOUNDS.fetch_add(1, Ordering::Relaxed);
+            table::Stop::OutOfBounds => {
+                table::STOPPED_OUT_OF_BOUNDS.fetch_add(1, Ordering::Relaxed);
             }
         }
-        out.len > 0
+        !out.is_empty()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -496,19 +463,6 @@ mod tests {
             end - address < 1 << 30,
             "a stack, not the whole address space"
         );
-    }
-
-    #[test]
-    fn frames_keep_what_was_pushed_up_to_their_capacity() {
-        let mut frames = Frames::new();
-        assert!(frames.as_slice().is_empty());
-        for ip in 1..MAX_FRAMES {
-            assert!(frames.push(ip), "room left after {ip}");
-        }
-        assert!(!frames.push(MAX_FRAMES), "the last one fills it");
-        assert!(!frames.push(usize::MAX), "full: dropped");
-        let expected: Vec<usize> = (1..=MAX_FRAMES).collect();
-        assert_eq!(frames.as_slice(), expected.as_slice());
     }
 
     #[test]
