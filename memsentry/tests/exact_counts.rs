@@ -125,6 +125,19 @@ fn run_pattern(expected: &mut Expected) {
     }
 }
 
+/// Returns once the process's totals stay the same for 20 ms (this thread, asleep,
+/// allocates nothing meanwhile).
+fn wait_until_quiet() {
+    for _ in 0..250 {
+        let before = memsentry::totals();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if memsentry::totals() == before {
+            return;
+        }
+    }
+    panic!("other threads kept allocating for 5 s");
+}
+
 #[test]
 fn known_pattern_on_one_thread_is_counted_exactly() {
     // Exact counts: with sampling on, the sampler's own (counted) allocations would
@@ -132,6 +145,10 @@ fn known_pattern_on_one_thread_is_counted_exactly() {
     memsentry::profile::set_sample_rate(0);
     // Also warms up: the thread claims its counter slot, jemalloc initialises.
     let mut expected = Expected::primed();
+    // The counters are the process's: wait until no other thread allocates. (libtest's
+    // main thread records the test it has just spawned, and on a loaded machine it may
+    // still be doing so while the test runs.)
+    wait_until_quiet();
 
     // `totals()` allocates nothing, so the totals' difference is the pattern alone.
     let before = memsentry::totals();
