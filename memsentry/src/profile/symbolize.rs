@@ -109,7 +109,7 @@ const ALLOCATOR_PREFIXES: [&str; 14] = [
 
 /// Source files of the allocator's machinery: memsentry's modules of the prefixes above,
 /// and std's `alloc::alloc`.
-const ALLOCATOR_FILES: [&str; 4] = ["hot/", "sampler.rs", "alloc.rs", "unwind.rs"];
+const ALLOCATOR_FILES: [&str; 4] = ["hot/", "sampler.rs", "alloc.rs", "unwind/"];
 
 /// Whether a frame belongs to the allocator's machinery rather than to the program:
 /// such frames at the leaf end of a stack are trimmed.
