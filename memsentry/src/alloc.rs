@@ -218,215 +218,207 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
         unsafe { self.inner.realloc(ptr, layout, new_size) }
     }
 
-    /// `alloc` and `alloc_zeroed`: the fast path counts ahead of the inner call, so that
-    /// nothing but the returned pointer is needed after it (BENCHMARKS.md, "Counting
-    /// ahead"); everything else is out of line, in tail position.
+    /// `alloc` and `alloc_zeroed`: the fast path, whole. The increment (a common request
+    /// from a thread that counts fast, counted before the inner call), the countdown (a
+    /// sample due?), the inner call; everything else is [`allocate_slow`]'s.
+    ///
+    /// [`allocate_slow`]: Self::allocate_slow
     ///
     /// # Safety
     ///
     /// `GlobalAlloc::alloc`'s contract for `layout`; `fill` is not `Copy`.
     #[inline(always)]
     unsafe fn allocate(&self, layout: Layout, fill: Fill) -> *mut u8 {
-        let ahead = hot::on_alloc_ahead(layout.size(), layout.align());
-        // SAFETY: every arm forwards our caller's contract.
-        unsafe {
-            match ahead {
-                hot::Ahead::Counted => self.allocate_counted(layout, fill),
-                hot::Ahead::Due => Self::allocate_due(layout, self, fill),
-                hot::Ahead::Off => self.inner_alloc(layout, fill),
-                hot::Ahead::Not => Self::allocate_in_task_or_by_class(layout, self, fill),
+        if !hot::count_alloc_fast(layout.size(), layout.align()) {
+            // SAFETY: forwarded from our caller.
+            if let Some(ptr) = unsafe { Self::allocate_slow(layout, self, fill) } {
+                return ptr;
             }
+            // Counted ahead by the slow path: on as the fast path.
         }
-    }
-
-    /// The inner call for an allocation counted ahead, the count taken back if it fails.
-    ///
-    /// # Safety
-    ///
-    /// As for `allocate`.
-    #[inline(always)]
-    unsafe fn allocate_counted(&self, layout: Layout, fill: Fill) -> *mut u8 {
+        if hot::sampler::due(layout.size()) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { Self::allocate_sampled(layout, self, fill) };
+        }
         // SAFETY: forwarded from our caller.
         let ptr = unsafe { self.inner_alloc(layout, fill) };
         if ptr.is_null() {
             // The size noted when counting: `layout` is not kept across the call.
-            hot::on_alloc_ahead_failed(None);
+            hot::alloc_failed(None);
         }
         ptr
     }
 
-    /// [`allocate`](Self::allocate) for what its fast path did not take, with bookkeeping
-    /// on (or not read yet): the task branch or the second tier (requests over 4 KiB, or
-    /// 16-aligned), counting ahead as the fast path does, or the slow path.
+    /// [`allocate`](Self::allocate)'s slow path: every allocation its increment did not
+    /// count. `None` when it counted it ahead as the fast path does (a task current, or a
+    /// request over 4 KiB or 16-aligned): the countdown and the inner call follow there.
+    /// Otherwise the block: with bookkeeping off, the inner call's alone; for anything
+    /// else, counted after the call ([`allocate_general`](Self::allocate_general)).
     ///
     /// # Safety
     ///
     /// As for `allocate`.
     #[inline(always)]
-    unsafe fn allocate_in_task_or_by_class(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
-        let ahead = hot::on_alloc_ahead_in_task_or_by_class(layout.size(), layout.align());
+    unsafe fn allocate_slow(layout: Layout, this: &Self, fill: Fill) -> Option<*mut u8> {
         // SAFETY: every arm forwards our caller's contract.
         unsafe {
-            match ahead {
-                hot::Ahead::Counted => this.allocate_counted(layout, fill),
-                hot::Ahead::Due => Self::allocate_due(layout, this, fill),
-                hot::Ahead::Off | hot::Ahead::Not => Self::allocate_slow(layout, this, fill),
+            match hot::count_alloc_slow(layout.size(), layout.align()) {
+                hot::SlowAlloc::Ahead => None,
+                hot::SlowAlloc::Off => Some(this.inner_alloc(layout, fill)),
+                hot::SlowAlloc::After => Some(Self::allocate_general(layout, this, fill)),
             }
         }
     }
 
-    /// [`allocate`](Self::allocate) when the countdown ran out.
+    /// [`allocate`](Self::allocate) when the countdown ran out: the inner call, then the
+    /// sample.
     ///
     /// # Safety
     ///
     /// As for `allocate`.
     #[cold]
     #[inline(never)]
-    unsafe fn allocate_due(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
+    unsafe fn allocate_sampled(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
         // SAFETY: forwarded from our caller.
         let ptr = unsafe { this.inner_alloc(layout, fill) };
         if ptr.is_null() {
-            hot::on_alloc_ahead_failed(Some(layout.size()));
+            hot::alloc_failed(Some(layout.size()));
             return ptr;
         }
         // SAFETY: a block `inner` just allocated with `layout`, not yet handed out.
         unsafe { this.sample(ptr, layout, fill) }
     }
 
-    /// [`allocate`](Self::allocate) for what neither the fast path, the task branch nor
-    /// the second tier took: counted after the inner call.
+    /// [`allocate`](Self::allocate)'s general path: the inner call, then the count (or
+    /// the failure's) and maybe a sample.
     ///
     /// # Safety
     ///
     /// As for `allocate`.
     #[cold]
     #[inline(never)]
-    unsafe fn allocate_slow(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
+    unsafe fn allocate_general(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
         // SAFETY: forwarded from our caller.
         let ptr = unsafe { this.inner_alloc(layout, fill) };
-        // SAFETY: a block `inner` just allocated with `layout` (or null).
-        unsafe { Self::alloc_slow(ptr, layout, this, fill) }
-    }
-
-    /// The bookkeeping for `ptr`, which the inner allocator just returned for `layout`
-    /// (null if it refused), and the block to hand out: `realloc`'s allocation half,
-    /// which counts after the call (`alloc` counts ahead: [`allocate`](Self::allocate)).
-    /// The fast path inline, everything else in calls in tail position (BENCHMARKS.md,
-    /// "The call shape").
-    ///
-    /// # Safety
-    ///
-    /// `ptr` is null or a live block of `self.inner` allocated with `layout`, not yet
-    /// handed out.
-    #[inline(always)]
-    unsafe fn after_alloc(&self, ptr: *mut u8, layout: Layout, fill: Fill) -> *mut u8 {
-        if !hot::on_alloc_fast(ptr, layout.size(), layout.align()) {
-            if hot::mode::is_off() {
-                return ptr;
-            }
-            if !hot::on_alloc_in_task(ptr, layout.size(), layout.align()) {
-                // SAFETY: forwarded from our caller.
-                return unsafe { Self::alloc_slow(ptr, layout, self, fill) };
-            }
-        }
-        // Counted, so not null.
-        if hot::sampler::due(layout.size()) {
-            // SAFETY: forwarded from our caller; not null.
-            return unsafe { self.sample(ptr, layout, fill) };
-        }
-        ptr
-    }
-
-    /// [`after_alloc`](Self::after_alloc) for what neither its fast path nor the task
-    /// branch counted, with bookkeeping on (or not read yet): a failure, a request or a
-    /// thread the fast counters do not cover.
-    ///
-    /// # Safety
-    ///
-    /// As for `after_alloc`.
-    #[cold]
-    #[inline(never)]
-    unsafe fn alloc_slow(ptr: *mut u8, layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
-        if hot::on_alloc_slow(ptr, layout.size(), layout.align()) {
-            // SAFETY: forwarded from our caller; a block is due only if it is not null.
+        if hot::count_alloc_after(ptr, layout.size(), layout.align()) {
+            // SAFETY: a block `inner` just allocated with `layout`; due only if not null.
             return unsafe { this.sample(ptr, layout, fill) };
         }
         ptr
     }
 
-    /// Frees the block at `ptr` (allocated with `layout`), counted already (or not to be
-    /// counted: bookkeeping off).
+    /// `dealloc`: the fast path. The increment (a common request from a thread that counts
+    /// fast, counted before the free: a sampled block's record must be gone before its
+    /// address can be handed out again), then [`free_counted`]: the placed-sample test and
+    /// the inner free. Everything else is [`free_slow`]'s. Every way out is a call in tail
+    /// position: the fast path keeps nothing across a call, so it saves no registers.
+    ///
+    /// [`free_counted`]: Self::free_counted
+    /// [`free_slow`]: Self::free_slow
     ///
     /// # Safety
     ///
-    /// As for `dealloc`.
+    /// `GlobalAlloc::dealloc`'s contract.
     #[inline(always)]
-    unsafe fn dealloc_counted(&self, ptr: *mut u8, layout: Layout) {
+    unsafe fn free(&self, ptr: *mut u8, layout: Layout) {
+        if !hot::count_free_fast(layout.size(), layout.align()) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { Self::free_slow(ptr, layout, self) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.free_counted(ptr, layout) }
+    }
+
+    /// Frees the block at `ptr`, counted (or not to be counted: bookkeeping off): a block
+    /// where placed samples lie through [`free_placed`](Self::free_placed), any other
+    /// straight to the inner allocator.
+    ///
+    /// # Safety
+    ///
+    /// As for `free`.
+    #[inline(always)]
+    unsafe fn free_counted(&self, ptr: *mut u8, layout: Layout) {
         if at_placed_offset(ptr) {
             // SAFETY: forwarded from our caller.
-            return unsafe { Self::dealloc_at_placed_offset(ptr, layout, self) };
+            return unsafe { Self::free_placed(ptr, layout, self) };
         }
         // SAFETY: our caller guarantees `ptr` was allocated by this allocator with
         // `layout`, and it is not a placed sample, so `inner` allocated it with `layout`.
         unsafe { self.inner_dealloc(ptr, layout) }
     }
 
-    /// `dealloc` of a block neither the fast path nor the task branch counted (a request
-    /// or a thread the fast counters do not cover). An associated function with `ptr`
-    /// first, as the other cold paths of `dealloc`, so that the inlined `dealloc` has
-    /// the pointer where the inner free takes it, whichever way it goes. The second tier
-    /// (a request over 4 KiB, or 16-aligned, from a thread that counts fast) first, with
-    /// every call in tail position, so that it saves no registers.
+    /// [`free`](Self::free)'s slow path: every free its increment did not count. With
+    /// bookkeeping off, or a task current (counted in the task's slot and charged to the
+    /// task), the block is freed as on the fast path; the rest is
+    /// [`free_rare`](Self::free_rare)'s.
     ///
     /// # Safety
     ///
-    /// As for `dealloc`.
+    /// As for `free`.
+    #[inline(always)]
+    unsafe fn free_slow(ptr: *mut u8, layout: Layout, this: &Self) {
+        if hot::count_free_slow(layout.size(), layout.align()) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { this.free_counted(ptr, layout) };
+        }
+        // SAFETY: forwarded from our caller.
+        unsafe { Self::free_rare(ptr, layout, this) }
+    }
+
+    /// [`free_slow`](Self::free_slow)'s rare cases: a request over 4 KiB or 16-aligned
+    /// from a thread that counts fast, by class, first, with every call in tail position,
+    /// so that it saves no registers; then the general path. An associated function with
+    /// `ptr` first, as the other cold paths, so that the inlined `free` has the pointer
+    /// where the inner free takes it, whichever way it goes.
+    ///
+    /// # Safety
+    ///
+    /// As for `free`.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_slow(ptr: *mut u8, layout: Layout, this: &Self) {
-        if hot::on_free_by_class(layout.size(), layout.align()) {
+    unsafe fn free_rare(ptr: *mut u8, layout: Layout, this: &Self) {
+        if hot::count_free_by_class(layout.size(), layout.align()) {
             if placeable(layout.size(), layout.align()) {
                 // SAFETY: forwarded from our caller; counted.
-                return unsafe { this.dealloc_counted(ptr, layout) };
+                return unsafe { this.free_counted(ptr, layout) };
             }
             if hot::sampler::maybe_sampled(ptr) {
                 // SAFETY: forwarded from our caller.
-                return unsafe { Self::dealloc_sampled(ptr, layout, this) };
+                return unsafe { Self::free_sampled(ptr, layout, this) };
             }
-            // SAFETY: as in `dealloc_counted`: over 4 KiB, so not a placed sample.
+            // SAFETY: as in `free_counted`: over 4 KiB, so not a placed sample.
             return unsafe { this.inner_dealloc(ptr, layout) };
         }
         // SAFETY: forwarded from our caller.
-        unsafe { Self::dealloc_general(ptr, layout, this) }
+        unsafe { Self::free_general(ptr, layout, this) }
     }
 
-    /// `dealloc` of a block over 4 KiB that may be a (never placed) sample, counted.
+    /// `free` of a block over 4 KiB that may be a (never placed) sample, counted.
     ///
     /// # Safety
     ///
-    /// As for `dealloc`.
+    /// As for `free`.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_sampled(ptr: *mut u8, layout: Layout, this: &Self) {
+    unsafe fn free_sampled(ptr: *mut u8, layout: Layout, this: &Self) {
         hot::forget_sampled(ptr);
-        // SAFETY: as in `dealloc_slow`: not a placed sample.
+        // SAFETY: as in `free_counted`: not a placed sample.
         unsafe { this.inner_dealloc(ptr, layout) }
     }
 
-    /// `dealloc` of a block neither the fast path, the task branch nor the second tier
-    /// counted.
+    /// [`free`](Self::free)'s general path.
     ///
     /// # Safety
     ///
-    /// As for `dealloc`.
+    /// As for `free`.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_general(ptr: *mut u8, layout: Layout, this: &Self) {
-        if hot::on_free_slow(ptr, layout.size(), layout.align()) {
+    unsafe fn free_general(ptr: *mut u8, layout: Layout, this: &Self) {
+        if hot::count_free_general(ptr, layout.size(), layout.align()) {
             // SAFETY: forwarded from our caller.
-            return unsafe { Self::dealloc_at_placed_offset(ptr, layout, this) };
+            return unsafe { Self::free_placed(ptr, layout, this) };
         }
-        // SAFETY: as in `dealloc_counted`: not a placed sample.
+        // SAFETY: as in `free_counted`: not a placed sample.
         unsafe { this.inner_dealloc(ptr, layout) }
     }
 
@@ -435,10 +427,10 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     ///
     /// # Safety
     ///
-    /// As for `dealloc`.
+    /// As for `free`.
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_at_placed_offset(ptr: *mut u8, layout: Layout, this: &Self) {
+    unsafe fn free_placed(ptr: *mut u8, layout: Layout, this: &Self) {
         let holder = hot::take_placed(ptr, layout.size(), layout.align())
             .and_then(|_| placed_layout(layout.size()));
         // SAFETY: a placed sample's block starts PLACED_OFFSET bytes before it and was
@@ -451,6 +443,24 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
         }
     }
 
+    /// `realloc`: a block where placed samples lie goes to
+    /// [`reallocate_placed`](Self::reallocate_placed); any other, to the inner `realloc`,
+    /// with the bookkeeping of its free half and its allocation half counted after the
+    /// call (which may fail, keeping the old block).
+    ///
+    /// # Safety
+    ///
+    /// `GlobalAlloc::realloc`'s contract.
+    #[inline(always)]
+    unsafe fn reallocate(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if at_placed_offset(ptr) {
+            // SAFETY: forwarded from our caller.
+            return unsafe { self.reallocate_placed(ptr, layout, new_size) };
+        }
+        // SAFETY: forwarded from our caller; not a placed sample.
+        unsafe { self.reallocate_in_place(ptr, layout, new_size) }
+    }
+
     /// `realloc` of a block that lies where placed samples do: a placed sample moves (a
     /// new allocation, a copy, the old block freed), anything else reallocates as usual.
     ///
@@ -459,15 +469,10 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     /// As for `realloc`.
     #[cold]
     #[inline(never)]
-    unsafe fn realloc_at_placed_offset(
-        &self,
-        ptr: *mut u8,
-        layout: Layout,
-        new_size: usize,
-    ) -> *mut u8 {
+    unsafe fn reallocate_placed(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let Some(taken) = hot::take_placed(ptr, layout.size(), layout.align()) else {
             // SAFETY: forwarded from our caller.
-            return unsafe { self.realloc_in_place(ptr, layout, new_size) };
+            return unsafe { self.reallocate_in_place(ptr, layout, new_size) };
         };
         // SAFETY: `resized`'s contract is `realloc`'s, forwarded from our caller; the
         // layout is non-zero. Through `self`: counted (or counted as a failure) and maybe
@@ -497,18 +502,22 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     ///
     /// As for `realloc`.
     #[inline(always)]
-    unsafe fn realloc_in_place(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    unsafe fn reallocate_in_place(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let taken = hot::before_realloc(ptr, layout.size(), layout.align());
         // SAFETY: our caller upholds `GlobalAlloc::realloc`'s contract for `ptr`, `layout`
         // and `new_size`; `inner` allocated `ptr`.
         let new_ptr = unsafe { self.inner_realloc(ptr, layout, new_size) };
-        if !hot::on_realloc_free(ptr, taken, new_ptr, layout.size(), layout.align()) {
+        if !hot::count_realloc_free(ptr, taken, new_ptr, layout.size(), layout.align()) {
             return new_ptr;
         }
-        // SAFETY: `resized`'s contract is `realloc`'s, forwarded from our caller;
-        // `new_ptr` is null or a live block of `inner` allocated with that layout, not
-        // yet returned.
-        unsafe { self.after_alloc(new_ptr, resized(layout, new_size), Fill::Copy) }
+        // SAFETY: `resized`'s contract is `realloc`'s, forwarded from our caller.
+        let new_layout = unsafe { resized(layout, new_size) };
+        if hot::count_reallocated(new_ptr, new_size, layout.align()) {
+            // SAFETY: `new_ptr` is a live block of `inner` allocated with `new_layout`,
+            // not yet returned (the countdown runs out only for a block counted).
+            return unsafe { self.sample(new_ptr, new_layout, Fill::Copy) };
+        }
+        new_ptr
     }
 }
 
@@ -562,27 +571,13 @@ unsafe impl<A: GlobalAlloc + 'static> GlobalAlloc for MemSentry<A> {
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Every way out is a call in tail position: the fast path keeps nothing across a
-        // call, so it saves no registers (BENCHMARKS.md, "The call shape").
-        if hot::on_free_fast(layout.size(), layout.align()) {
-            // SAFETY: forwarded from our caller.
-            return unsafe { self.dealloc_counted(ptr, layout) };
-        }
-        if hot::on_free_off_or_in_task(layout.size(), layout.align()) {
-            // SAFETY: forwarded from our caller.
-            return unsafe { self.dealloc_counted(ptr, layout) };
-        }
         // SAFETY: forwarded from our caller.
-        unsafe { Self::dealloc_slow(ptr, layout, self) }
+        unsafe { self.free(ptr, layout) }
     }
 
     #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if at_placed_offset(ptr) {
-            // SAFETY: forwarded from our caller.
-            return unsafe { self.realloc_at_placed_offset(ptr, layout, new_size) };
-        }
-        // SAFETY: forwarded from our caller; not a placed sample.
-        unsafe { self.realloc_in_place(ptr, layout, new_size) }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.reallocate(ptr, layout, new_size) }
     }
 }

@@ -1,7 +1,7 @@
 //! **[H]** `MEMSENTRY*` environment variables: names, and parsing of their values.
 //!
 //! Pure functions over byte slices, with no allocation: they run inside the allocator,
-//! on the first allocation of the process (see `hot::mode`).
+//! on the first allocation of the process (see `hot::control`).
 
 /// Every variable memsentry reads starts with this.
 pub(crate) const PREFIX: &[u8] = b"MEMSENTRY";

@@ -14,8 +14,9 @@
 //! our locks are taken before the inner allocator's: `fork` runs the prepare handlers in
 //! the reverse order of registration, so ours are registered after the inner allocator's,
 //! which jemalloc registers when it initialises, on its first allocation. Registration
-//! happens once, when the first thread claims a counter slot, which follows the process's
-//! first allocation. (glibc's malloc takes its own locks after every handler.)
+//! happens once, on the allocator's general path before a thread claims its counter slot,
+//! which follows the process's first allocation (`hot::count_general`). (glibc's malloc
+//! takes its own locks after every handler.)
 //!
 //! `vfork` and `posix_spawn` (which `std::process::Command` uses) run no handlers: the
 //! child shares or replaces the parent's memory, and nothing here is needed. A `fork`
@@ -27,9 +28,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 static REGISTERED: AtomicBool = AtomicBool::new(false);
 
-/// Registers the handlers, once per process. Called from the counters' slot claim (under
-/// its nested-allocation protection); `pthread_atfork` allocates with glibc's `malloc`, not
-/// with ours. A failure (out of memory) leaves `fork` as it was without memsentry's help:
+/// Registers the handlers, once per process (a relaxed load after the first call).
+/// Called from the allocator's general path; `pthread_atfork` allocates with glibc's
+/// `malloc`, not with ours, so it does not recurse. A failure (out of memory) leaves `fork` as it was without memsentry's help:
 /// nothing to report from inside the allocator.
 pub(crate) fn register_handlers() {
     if REGISTERED.load(Ordering::Relaxed) || REGISTERED.swap(true, Ordering::AcqRel) {

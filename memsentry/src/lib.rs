@@ -175,7 +175,7 @@ pub use memsentry_macros::limit;
 /// # }
 /// ```
 pub fn set_enabled(enabled: bool) {
-    hot::mode::set_active(enabled);
+    hot::control::set_active(enabled);
     if !enabled {
         // Frees are no longer seen (placed samples' excepted): the other live sample
         // records would go stale.
@@ -186,7 +186,7 @@ pub fn set_enabled(enabled: bool) {
 /// Whether bookkeeping is on (see [`set_enabled`] and the `MEMSENTRY` variable).
 #[must_use]
 pub fn is_enabled() -> bool {
-    hot::mode::active()
+    hot::control::active()
 }
 
 /// The size in bytes of the block jemalloc hands out for `layout` (its `nallocx`): the

@@ -20,7 +20,7 @@
 //! - **Per size class**, for every other request (larger, over-aligned, or counted in a
 //!   shared shard): allocations, requested bytes allocated, frees, requested bytes freed.
 //!   Larger requests aligned to at most 16, from a thread whose gate is open, take a
-//!   second tier ([`try_record_by_class`], called out of line): the class comes from the
+//!   second tier ([`count_by_class`], called out of line): the class comes from the
 //!   size alone, and the cells are the owned slot's, with no other lookup. (The second
 //!   tier also counts 16-aligned requests of 16 bytes to 4 KiB, in their size's cell.)
 //!
@@ -43,11 +43,10 @@
 //! The gate is a word at the head of each slot, read through the thread's slot pointer,
 //! which always points at a slot: the thread's own, or [`CLOSED`], whose gate is 0. It
 //! is [`EXACT_MAX`] in a claimed slot while bookkeeping is on, and 0 otherwise, so that one
-//! compare also answers "is bookkeeping on?" and "does this thread own a slot?", which
-//! used to cost a load of the global switch, a null test and their branches (12
-//! instructions per alloc+free pair on the benchmark mix; BENCHMARKS.md).
+//! compare also answers "is bookkeeping on?" and "does this thread own a slot?": the fast
+//! path reads no global switch and tests no null pointer.
 //!
-//! Every write of the switch (`mode`) stores the gates of the slots ever claimed, and
+//! Every write of the switch (`control`) stores the gates of the slots ever claimed, and
 //! stores them again if the switch changed meanwhile; a thread claiming a slot sets its
 //! gate from the switch with the same store-then-recheck handshake ([`sync_gate`]), so
 //! that neither racing flips nor a claim racing a flip can leave a gate open while
@@ -207,7 +206,7 @@ pub(super) struct FastLocals {
     owned_slot: Cell<&'static Shard>,
     /// Bytes until this thread's next sample: `super::sampler`'s (see `sampler::due`).
     pub(super) countdown: Cell<i64>,
-    /// The size of the last allocation [`try_record_alloc_ahead`] counted, for
+    /// The size of the last allocation counted ahead ([`note_ahead`]), for
     /// [`undo_alloc_ahead`] should the inner allocator refuse it.
     ahead: Cell<usize>,
 }
@@ -224,6 +223,8 @@ thread_local! {
     static TASK_SLOT: Cell<Option<&'static Shard>> = const { Cell::new(None) };
     /// This thread's slot index or one of the states above; read only off the fast path.
     static SLOT: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Where this thread's calls are to be counted, as [`set_mode`] last said.
+    static WANTED_MODE: Cell<Mode> = const { Cell::new(Mode::Fast) };
     /// Touched once, when a slot is claimed, to register [`SlotRelease`]'s destructor.
     static RELEASE: SlotRelease = const { SlotRelease };
 }
@@ -267,7 +268,7 @@ pub(crate) enum Mode {
     /// No task current, no scope open: the fast path counts in the owned slot.
     Fast,
     /// A task current: the fast path's test fails (its slot pointer is [`CLOSED`]) and
-    /// [`try_record_fast`]'s callers fall through to the task branch, which counts in
+    /// [`count_exact`]'s callers fall through to the task branch, which counts in
     /// the same slot (kept in `TASK_SLOT`) and charges the task.
     Task,
     /// A measured scope open: both the fast path and the task branch fail, so every call
@@ -277,9 +278,10 @@ pub(crate) enum Mode {
     Slow,
 }
 
-/// Moves this thread's slot pointer for `mode`: with no task and no scope, the fast path
-/// never looks at either.
+/// Moves this thread's slot pointer for `mode` (and remembers it, for a slot claimed
+/// later): with no task and no scope, the fast path never looks at either.
 pub(crate) fn set_mode(mode: Mode) {
+    let _ = WANTED_MODE.try_with(|wanted| wanted.set(mode));
     let slot = SLOT
         .try_with(Cell::get)
         .ok()
@@ -327,15 +329,12 @@ fn claim() -> Target {
         let _ = SLOT.try_with(|slot| slot.set(SHARED));
         return Target::Shared(fallback_shard());
     }
-    // The process's first claim follows its first allocation, so the inner allocator
-    // has registered its own `fork` handlers: ours must come after them (`crate::fork`).
-    crate::fork::register_handlers();
     // SeqCst, before the gate is set: see `sync_gate`.
     HIGH_WATER.fetch_max(index + 1, Ordering::SeqCst);
     sync_gate(&SLOTS[index]);
     let _ = SLOT.try_with(|slot| slot.set(index));
-    // Where the fast path finds the slot: where a task switch would have put it.
-    set_mode(super::task::mode());
+    // Where the fast path finds the slot: where the thread's mode wants it.
+    set_mode(WANTED_MODE.try_with(Cell::get).unwrap_or(Mode::Fast));
     Target::Owned(&SLOTS[index])
 }
 
@@ -395,48 +394,24 @@ fn add_shared(counter: &AtomicU64, value: u64) {
     counter.fetch_add(value, Ordering::Release);
 }
 
-/// The fast path: counts a common request (at most [`EXACT_MAX`] bytes, aligned to at
-/// most 8: `size_class::by_size_alone`) in the slot this thread owns, one increment, and
+/// The fast path's increment: counts a common request (at most [`EXACT_MAX`] bytes,
+/// aligned to at most 8: `size_class::by_size_alone`) in the slot this thread owns, and
 /// returns `true`; returns `false`, counting nothing, for everything else (bookkeeping
-/// off or not started, no slot yet, a task current, other requests), which
-/// [`try_record_in_task`] or the callers' slow paths then handle.
+/// off or not started, no slot yet, a task current, a scope open, other requests).
 #[inline(always)]
-pub(crate) fn try_record_fast(event: Event, size: usize, align: usize) -> bool {
+pub(crate) fn count_exact(event: Event, size: usize, align: usize) -> bool {
     // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
     FAST.try_with(|fast| fast.owned_slot.get())
-        .is_ok_and(|shard| record_exact(shard, event, size, align))
+        .is_ok_and(|shard| count_exact_in(shard, event, size, align))
 }
 
-/// The fast path for an allocation, *before* the inner allocator's call: counts it as
-/// [`try_record_fast`] does and notes its size for [`undo_alloc_ahead`], in case the
-/// call fails. Counting ahead keeps the size out of the registers the caller must save
-/// across the call (BENCHMARKS.md, "Counting ahead").
+/// Notes the size of an allocation counted ahead of the inner allocator's call, for
+/// [`undo_alloc_ahead`] should the call fail; returns `true`. (Counted ahead, the size
+/// need not be kept in a register across the call.)
 #[inline(always)]
-pub(crate) fn try_record_alloc_ahead(size: usize, align: usize) -> bool {
-    note_ahead(try_record_fast(Event::Alloc, size, align), size)
-}
-
-/// [`try_record_in_task`] for an allocation, *before* the inner allocator's call, noting
-/// its size as [`try_record_alloc_ahead`] does.
-#[inline(always)]
-pub(crate) fn try_record_alloc_in_task_ahead(size: usize, align: usize) -> bool {
-    note_ahead(try_record_in_task(Event::Alloc, size, align), size)
-}
-
-/// [`try_record_by_class`] for an allocation, *before* the inner allocator's call, noting
-/// its size as [`try_record_alloc_ahead`] does.
-#[inline(always)]
-pub(crate) fn try_record_alloc_by_class_ahead(size: usize, align: usize) -> bool {
-    note_ahead(try_record_by_class(Event::Alloc, size, align), size)
-}
-
-/// Notes `size` for [`undo_alloc_ahead`] if `counted`; returns `counted`.
-#[inline(always)]
-fn note_ahead(counted: bool, size: usize) -> bool {
-    if counted {
-        let _ = FAST.try_with(|fast| fast.ahead.set(size));
-    }
-    counted
+pub(crate) fn note_ahead(size: usize) -> bool {
+    let _ = FAST.try_with(|fast| fast.ahead.set(size));
+    true
 }
 
 /// The size the last allocation counted ahead noted (see [`undo_alloc_ahead`]).
@@ -446,27 +421,26 @@ pub(crate) fn noted_ahead() -> usize {
 }
 
 /// Takes back the count of an allocation of `size` bytes counted ahead of the inner
-/// allocator's call ([`try_record_alloc_ahead`], [`try_record_alloc_in_task_ahead`],
-/// [`try_record_alloc_by_class_ahead`]) that the call then refused; without the layout,
-/// the caller finds the size in [`noted_ahead`]. Where it was counted follows from the
-/// size and the task: the task's slot while a task is current, the owned one otherwise
-/// (only this thread moves its slot pointers, and not in between); per exact size up to
-/// [`EXACT_MAX`], by class above.
+/// allocator's call ([`count_exact`], [`count_exact_in_task`] or [`count_by_class`],
+/// then [`note_ahead`]) that the call then refused; without the layout, the caller finds
+/// the size in [`noted_ahead`]. Where it was counted follows from the size and the mode:
+/// the task's slot while a task is current, the owned one otherwise (only this thread
+/// moves its slot pointers, and not in between); per exact size up to [`EXACT_MAX`], by
+/// class above. Returns whether a task is current (whose charge the caller takes back).
 ///
 /// The note is one word per thread: an inner allocator that allocates through the global
 /// allocator in turn, or a signal handler that allocates, overwrites it, and a failure
 /// of the outer call would then take back the wrong size. (Neither happens with jemalloc:
 /// it never calls back, and allocating in a signal handler is undefined in any case.)
 #[inline(always)]
-pub(crate) fn undo_alloc_ahead(size: usize) {
-    let _ = FAST.try_with(|fast| {
+pub(crate) fn undo_alloc_ahead(size: usize) -> bool {
+    FAST.try_with(|fast| {
         let in_task = TASK_SLOT.try_with(Cell::get).ok().flatten();
         let slot = in_task.unwrap_or_else(|| fast.owned_slot.get());
         add_by_size(slot, Event::Alloc, size, take_back_owned);
-        if in_task.is_some() {
-            super::task::uncharge_alloc(size);
-        }
-    });
+        in_task.is_some()
+    })
+    .unwrap_or(false)
 }
 
 /// Takes `value` back from a counter of a slot this thread owns (single writer): the
@@ -476,25 +450,21 @@ fn take_back_owned(counter: &AtomicU64, value: u64) {
     add_owned(counter, value.wrapping_neg());
 }
 
-/// The task branch of the fast path, for when [`try_record_fast`] failed: while a task is
-/// current, counts a common request the same way in the slot kept in `TASK_SLOT` and
-/// charges the task ([`super::task::charge`]); `false`, counting nothing, otherwise.
+/// [`count_exact`] while a task is current: counts a common request the same way in the
+/// slot kept in `TASK_SLOT` (the caller charges the task); `false`, counting nothing,
+/// with no task current.
 #[inline(always)]
-pub(crate) fn try_record_in_task(event: Event, size: usize, align: usize) -> bool {
+pub(crate) fn count_exact_in_task(event: Event, size: usize, align: usize) -> bool {
     let Ok(Some(shard)) = TASK_SLOT.try_with(Cell::get) else {
         return false;
     };
-    let counted = record_exact(shard, event, size, align);
-    if counted {
-        super::task::charge_in_task(event, size);
-    }
-    counted
+    count_exact_in(shard, event, size, align)
 }
 
 /// Counts a common request in `shard`'s exact-size cells (one increment) if `shard`'s
 /// gate is open; `false`, counting nothing, for any other request or a closed gate.
 #[inline(always)]
-fn record_exact(shard: &Shard, event: Event, size: usize, align: usize) -> bool {
+fn count_exact_in(shard: &Shard, event: Event, size: usize, align: usize) -> bool {
     // `Relaxed`: a gate closed by another thread takes effect here a little later, as a
     // switch flipped by another thread always does.
     let gate = shard.gate.load(Ordering::Relaxed);
@@ -503,8 +473,8 @@ fn record_exact(shard: &Shard, event: Event, size: usize, align: usize) -> bool 
     unsafe { core::hint::assert_unchecked(gate <= EXACT_MAX) };
     if size > gate || !by_size_alone(align) {
         // Without it, inlined into a loop, the compiler lays the fast paths out as taken
-        // jumps to calls they share with the other ways (BENCHMARKS.md, "jemalloc's own
-        // calls"); through a shim the code is the same either way.
+        // jumps to calls they share with the other ways; through a shim the code is the
+        // same either way.
         core::hint::cold_path();
         return false;
     }
@@ -529,29 +499,21 @@ const fn gate_for(on: bool) -> usize {
 /// agreeing with the last switch value.
 fn sync_gate(shard: &Shard) {
     loop {
-        let on = super::mode::is_on_seq_cst();
+        let on = super::switch::is_on_seq_cst();
         shard.gate.store(gate_for(on), Ordering::SeqCst);
-        if super::mode::is_on_seq_cst() == on {
+        if super::switch::is_on_seq_cst() == on {
             return;
         }
     }
 }
 
 /// Opens (`on`) or closes the gates of every slot ever claimed, after the switch was
-/// read (`SeqCst`) as `on`. Concurrent calls may leave a mix; `mode` publishes again
+/// read (`SeqCst`) as `on`. Concurrent calls may leave a mix; `control` publishes again
 /// until the switch reads the same after publishing as before.
 pub(crate) fn publish_gates(on: bool) {
     let used = HIGH_WATER.load(Ordering::SeqCst).min(MAX_SLOTS);
     for shard in &SLOTS[..used] {
         shard.gate.store(gate_for(on), Ordering::SeqCst);
-    }
-}
-
-#[inline(always)]
-fn bump(event: Event, class: usize, size: usize) {
-    match target() {
-        Target::Owned(shard) => add_to_class(shard, event, class, size, add_owned),
-        Target::Shared(shard) => add_to_class(shard, event, class, size, add_shared),
     }
 }
 
@@ -571,17 +533,16 @@ fn add_to_class(shard: &Shard, event: Event, class: usize, size: usize, add: fn(
     }
 }
 
-/// The second tier of the fast path, for the callers' out-of-line paths: counts a
-/// request the fast path leaves that jemalloc still serves by size
+/// Counts a request the fast path leaves that jemalloc still serves by size
 /// (`size_class::natural`: more than [`EXACT_MAX`] bytes aligned to at most 16, or 16-byte
 /// aligned ones of at least 16 bytes) in the slot this thread owns, when its gate is open
-/// (as [`try_record_fast`]), and returns `true`; `false`, counting nothing, for anything
+/// (as [`count_exact`]), and returns `true`; `false`, counting nothing, for anything
 /// else. Up to [`EXACT_MAX`] bytes the count goes to the size's cell as the fast path's
 /// does; above, to its class's cells, the class from the size alone (a 64-entry table up
-/// to 64 KiB, arithmetic above). This skips the general path's slot lookup (`target`)
-/// and class lookup (`size_class::index_of`): ~25 instead of ~100 instructions a call.
+/// to 64 KiB, arithmetic above). It skips the general path's slot lookup (`target`) and
+/// class lookup (`size_class::index_of`): ~25 instead of ~100 instructions a call.
 #[inline(always)]
-pub(crate) fn try_record_by_class(event: Event, size: usize, align: usize) -> bool {
+pub(crate) fn count_by_class(event: Event, size: usize, align: usize) -> bool {
     // A const-initialised `Cell` without a destructor: `try_with` cannot fail.
     FAST.try_with(|fast| fast.owned_slot.get())
         .is_ok_and(|shard| {
@@ -595,7 +556,7 @@ pub(crate) fn try_record_by_class(event: Event, size: usize, align: usize) -> bo
 
 /// Counts one event of `size` bytes, of a request jemalloc serves by its size alone, in
 /// `shard` with `add`: in the size's cell up to [`EXACT_MAX`] bytes (the count alone),
-/// in its class's cells above. Counting ([`try_record_by_class`]) and taking back
+/// in its class's cells above. Counting ([`count_by_class`]) and taking back
 /// ([`undo_alloc_ahead`]) go through here, so they agree on where.
 #[inline(always)]
 fn add_by_size(shard: &Shard, event: Event, size: usize, add: fn(&AtomicU64, u64)) {
@@ -605,21 +566,19 @@ fn add_by_size(shard: &Shard, event: Event, size: usize, add: fn(&AtomicU64, u64
     }
 }
 
-/// Count one successful allocation of `size` requested bytes in `class`.
+/// The general path: counts one `event` of `size` requested bytes in `class`, in the
+/// slot this thread owns (claiming one on its first call) or in a shared shard.
 #[inline(always)]
-pub(crate) fn record_alloc(class: usize, size: usize) {
-    bump(Event::Alloc, class, size);
+pub(crate) fn count_in_class(event: Event, class: usize, size: usize) {
+    match target() {
+        Target::Owned(shard) => add_to_class(shard, event, class, size, add_owned),
+        Target::Shared(shard) => add_to_class(shard, event, class, size, add_shared),
+    }
 }
 
-/// Count one free of `size` requested bytes in `class`.
-#[inline(always)]
-pub(crate) fn record_free(class: usize, size: usize) {
-    bump(Event::Free, class, size);
-}
-
-/// Count one allocation that the inner allocator refused (returned null).
+/// Counts one allocation that the inner allocator refused (returned null).
 #[inline]
-pub(crate) fn record_failure() {
+pub(crate) fn count_failure() {
     FAILED.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -1,158 +1,138 @@
-//! **[H]** Everything reachable from `GlobalAlloc`: no allocation (outside the sampler's
-//! guard), no lock another allocation may hold, no panic. `clippy.toml` lists the types
-//! and macros that are denied here (see the `deny` on this module in `lib.rs`).
+//! **[H]** The bookkeeping the allocator's paths call (`crate::alloc`): no allocation
+//! (outside the sampler's guard), no lock another allocation may hold, no panic.
+//! `clippy.toml` lists the types and macros that are denied here (see the `deny` on this
+//! module in `lib.rs`).
+//!
+//! Each allocator operation has a fast path and a slow path, and this module gives each
+//! its bookkeeping:
+//!
+//! - **Fast path** ([`count_alloc_fast`], [`count_free_fast`]): the thread's slot (one
+//!   TLS load) lets the request through its gate (one compare with the slot's gate,
+//!   which is closed while bookkeeping is off, before the thread has a slot, while a task
+//!   is current or a scope is open) and jemalloc serves it by its size alone (aligned to
+//!   at most 8: `MemSentry` then calls jemalloc's C API with no test of its own); one
+//!   single-writer increment. An allocation is counted *before* the inner call, with its
+//!   size noted, so that after the call nothing but the pointer is needed; the rare
+//!   failure takes the count back ([`alloc_failed`]). Then, for an allocation, the
+//!   sampling countdown (`sampler::due`: a TLS subtract and a sign test); for a free, the
+//!   placed-sample test (`sampler::at_placed_offset`: a mask and a compare).
+//! - **Slow path**, every other case, tried in this order: bookkeeping off (nothing to
+//!   count; a placed block must still be freed as one); a task current (the same
+//!   increment in the slot kept aside for the task, and the task charged:
+//!   [`count_alloc_slow`], [`count_free_slow`]); a request over 4 KiB or 16-aligned from
+//!   a thread whose gate is open (`counters::count_by_class`: the same slot's per-class
+//!   cells); and the general path (the switch not read yet, a scope open, an
+//!   over-aligned request, a thread without a slot of its own: [`count_alloc_after`],
+//!   which counts after the inner call, when it knows whether the call failed). With no
+//!   task current and no scope open, the fast path never looks at either.
+//!
+//! Sampling needs the inner allocator (a sample of a placeable request is moved to a
+//! block of its own), so these functions only say when to sample or to look further,
+//! and `MemSentry` does it.
+//!
+//! The modules below form layers; each calls only those listed after it:
+//! `control` (the switch written, the environment read) → `task` (task and scope
+//! tallies) → `sampler` (countdown, placed test, free-side filter, re-entrancy guard) →
+//! `counters` (slots, gates, increments) → `switch` (the switch's value) →
+//! `size_class`.
 
+pub(crate) mod control;
 pub(crate) mod counters;
-pub(crate) mod mode;
 pub(crate) mod sampler;
 pub(crate) mod size_class;
+pub(crate) mod switch;
 pub(crate) mod task;
 
 use counters::Event;
 
 use crate::sampler::Taken;
 
-// Each entry point below is a short inlined fast path with out-of-line calls for
-// everything else. The fast path is: the thread's slot (one TLS load) lets the request
-// through its gate (one compare with the slot's gate, which is closed while bookkeeping
-// is off, before the thread has a slot, or while a task is current) and jemalloc serves
-// it by its size alone (`size_class::by_size_alone`: aligned to at most 8; `MemSentry`
-// then calls jemalloc's C API with no test of its own); one single-writer increment;
-// then, on allocation, the sampling countdown (a TLS subtract and a sign test), on free,
-// the placed-sample test (a mask and a compare of the address:
-// `sampler::at_placed_offset`).
-// Whatever fails the gate loads the switch once: off, only the placed-sample test (a
-// placed block must be freed as one, whatever the switch says); otherwise the task
-// branch (`counters::try_record_in_task`), which also charges the task, or the
-// second tier, for requests over 4 KiB (or 16-aligned ones) from a thread whose gate is
-// open (`counters::try_record_by_class`: the same slot's cells), or the general slow
-// path. With no task current, task attribution costs the fast path nothing.
-//
-// For an allocation, the fast path, the task branch and the second tier run *before*
-// the inner allocator's call (`on_alloc_ahead`, `on_alloc_ahead_in_task_or_by_class`):
-// they count the request and run the countdown ahead, so that after the call nothing
-// but the pointer is needed, and no register is saved across it; the rare failure takes
-// both back (`on_alloc_ahead_failed`; BENCHMARKS.md, "Counting ahead"). The general
-// slow path counts after the call, when it knows whether the call failed.
-//
-// Sampling needs the inner allocator (a sample of a placeable request is moved to a
-// block of its own), so the entry points only say when to sample or to look further,
-// and `MemSentry` (`crate::alloc`) does it. `MemSentry` calls the pieces so that every
-// call after the fast path's is in tail position: a free's fast path then keeps nothing
-// across a call, and neither saves registers it does not need (BENCHMARKS.md, "The call
-// shape").
+// Allocation.
 
-/// The fast path of the bookkeeping for an allocation of `size` bytes aligned to `align`
-/// that returned `ptr` (null: the inner allocator refused): counts a successful common
-/// allocation and returns `true` (then the caller asks [`sampler::due`] whether to hand
-/// the block to `MemSentry::sample`); `false`, counting nothing, for everything else:
-/// with bookkeeping off, nothing to do; otherwise [`on_alloc_in_task`], then
-/// [`on_alloc_slow`]. For `realloc`, which counts after the call; `alloc` counts ahead
-/// ([`on_alloc_ahead`]).
+/// The fast path's increment for an allocation of `size` bytes aligned to `align`, made
+/// before the inner call: counts a common request (at most 4 KiB, aligned to at most 8)
+/// from a thread that counts fast, and notes its size in case the call fails (then
+/// [`alloc_failed`]); `false`, counting nothing, for the slow path's cases.
 #[inline(always)]
-pub(crate) fn on_alloc_fast(ptr: *mut u8, size: usize, align: usize) -> bool {
-    !ptr.is_null() && counters::try_record_fast(Event::Alloc, size, align)
+pub(crate) fn count_alloc_fast(size: usize, align: usize) -> bool {
+    counters::count_exact(Event::Alloc, size, align) && counters::note_ahead(size)
 }
 
-/// What [`on_alloc_ahead`] did.
-pub(crate) enum Ahead {
-    /// Counted; the caller hands out the block, or calls [`on_alloc_ahead_failed`] if
-    /// there is none.
-    Counted,
-    /// Counted, and the countdown ran out: as `Counted`, and the caller hands the block
-    /// to `MemSentry::sample`.
-    Due,
-    /// Bookkeeping is off: nothing to do.
+/// What [`count_alloc_slow`] did with an allocation the fast path did not count.
+pub(crate) enum SlowAlloc {
+    /// Counted ahead of the inner call, as the fast path counts (a task current: in the
+    /// task's slot, charged to the task; or a request over 4 KiB or 16-aligned from a
+    /// thread whose gate is open: by class): the countdown and the call follow as on the
+    /// fast path.
+    Ahead,
+    /// Bookkeeping is off: the inner call alone.
     Off,
-    /// Nothing done: the allocation is for [`on_alloc_ahead_in_task_or_by_class`] (after
-    /// `on_alloc_ahead`), or to be counted after the inner call by [`on_alloc_slow`].
-    Not,
+    /// To be counted after the inner call, by [`count_alloc_after`].
+    After,
 }
 
-/// The fast path of the bookkeeping for an allocation of `size` bytes aligned to `align`,
-/// run *before* the inner allocator's call: counts a common request and runs the
-/// sampling countdown. The call's failure, rare, is then undone by
-/// [`on_alloc_ahead_failed`].
+/// The slow path's bookkeeping for an allocation, before the inner call.
 #[inline(always)]
-pub(crate) fn on_alloc_ahead(size: usize, align: usize) -> Ahead {
-    if !counters::try_record_alloc_ahead(size, align) {
-        return if mode::is_off() {
-            Ahead::Off
-        } else {
-            Ahead::Not
-        };
+pub(crate) fn count_alloc_slow(size: usize, align: usize) -> SlowAlloc {
+    if switch::is_off() {
+        return SlowAlloc::Off;
     }
-    due_ahead(size)
-}
-
-/// [`on_alloc_ahead`]'s task branch and second tier, for when it said `Not`: as
-/// [`on_alloc_in_task`], or for a request over 4 KiB (or 16-aligned) as
-/// [`on_alloc_slow`]'s second tier, before the inner call; `Counted`, `Due` or `Not`.
-#[inline(always)]
-pub(crate) fn on_alloc_ahead_in_task_or_by_class(size: usize, align: usize) -> Ahead {
-    if !counters::try_record_alloc_in_task_ahead(size, align)
-        && !counters::try_record_alloc_by_class_ahead(size, align)
+    if count_in_task(Event::Alloc, size, align)
+        || counters::count_by_class(Event::Alloc, size, align)
     {
-        return Ahead::Not;
+        counters::note_ahead(size);
+        return SlowAlloc::Ahead;
     }
-    due_ahead(size)
+    SlowAlloc::After
 }
 
-/// For an allocation of `size` bytes counted ahead: runs the countdown.
-#[inline(always)]
-fn due_ahead(size: usize) -> Ahead {
-    if sampler::due(size) {
-        Ahead::Due
-    } else {
-        Ahead::Counted
-    }
-}
-
-/// The inner allocator refused an allocation [`on_alloc_ahead`] (or
-/// [`on_alloc_ahead_in_task_or_by_class`]) counted: takes the count and the countdown's
-/// bytes back and counts a failure instead, as the slow path counts one. `size`: the
+/// The inner allocator refused an allocation counted ahead: takes the count, the task's
+/// charge and the countdown's bytes back, and counts a failure instead. `size`: the
 /// request's, or `None` for the size noted when counting.
 #[cold]
 #[inline(never)]
-pub(crate) fn on_alloc_ahead_failed(size: Option<usize>) {
+pub(crate) fn alloc_failed(size: Option<usize>) {
     let size = size.unwrap_or_else(counters::noted_ahead);
-    counters::undo_alloc_ahead(size);
+    if counters::undo_alloc_ahead(size) {
+        task::uncharge_alloc(size);
+    }
     sampler::give_back(size);
-    counters::record_failure();
+    counters::count_failure();
 }
 
-/// The task branch of the bookkeeping for an allocation: as [`on_alloc_fast`], while a
-/// task is current (and charges the task).
-#[inline(always)]
-pub(crate) fn on_alloc_in_task(ptr: *mut u8, size: usize, align: usize) -> bool {
-    !ptr.is_null() && counters::try_record_in_task(Event::Alloc, size, align)
-}
-
-/// Everything [`on_alloc_fast`] and [`on_alloc_in_task`] do not handle: the switch off or
-/// not read yet, a failed allocation, a request or thread the fast counters do not cover.
-/// `true`: as after [`on_alloc_fast`], the countdown ran out.
+/// The general path, after the inner call returned `ptr` for `size` bytes aligned to
+/// `align` (null: it refused): counts it (or the failure), charges the task and the
+/// scope, and returns whether the countdown ran out. Also the allocation half of a
+/// `realloc` that [`count_reallocated`] did not count.
 #[cold]
 #[inline(never)]
-pub(crate) fn on_alloc_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
-    if !ptr.is_null() && counters::try_record_by_class(Event::Alloc, size, align) {
+pub(crate) fn count_alloc_after(ptr: *mut u8, size: usize, align: usize) -> bool {
+    if !ptr.is_null() && counters::count_by_class(Event::Alloc, size, align) {
         return sampler::due(size);
     }
-    if !mode::active() {
+    if !control::active() {
         return false;
     }
     if ptr.is_null() {
-        counters::record_failure();
+        counters::count_failure();
         return false;
     }
-    // The fast path's tests, retried (the thread may have claimed its slot meanwhile);
-    // the task branch charges the task itself.
-    if !counters::try_record_fast(Event::Alloc, size, align)
-        && !counters::try_record_in_task(Event::Alloc, size, align)
-    {
-        counters::record_alloc(size_class::index_of(size, align), size);
-        task::charge(Event::Alloc, size, align);
-    }
+    count_general(Event::Alloc, size, align);
     sampler::due(size)
+}
+
+/// `realloc`'s allocation half, counted after the inner call returned `ptr` (null: it
+/// failed): as the fast path counts, or a task's; `count_alloc_after` for the rest.
+/// Returns whether the countdown ran out.
+#[inline(always)]
+pub(crate) fn count_reallocated(ptr: *mut u8, size: usize, align: usize) -> bool {
+    if !ptr.is_null()
+        && (counters::count_exact(Event::Alloc, size, align)
+            || (!switch::is_off() && count_in_task(Event::Alloc, size, align)))
+    {
+        return sampler::due(size);
+    }
+    !switch::is_off() && count_alloc_after(ptr, size, align)
 }
 
 /// For `MemSentry` when the countdown ran out: whether to sample this allocation of
@@ -180,34 +160,49 @@ pub(crate) fn record_sample(ptr: *mut u8, size: usize, rate: u64, marker: usize)
     task::resume(suspended);
 }
 
-/// The fast path of the bookkeeping for a free of `size` bytes aligned to `align`, run
-/// *before* the inner free (a sampled block's record must be gone before its address
-/// can be handed out, and sampled, again): counts it and returns `true`; `false`,
-/// counting nothing, for everything else. After `true`, a block at the placed offset
-/// ([`sampler::at_placed_offset`]) may be a placed sample, to be freed through
-/// [`take_placed`]; after `false`, [`on_free_off_or_in_task`], then [`on_free_slow`].
+// Free.
+
+/// The fast path's increment for a free of `size` bytes aligned to `align`, made before
+/// the inner free (a sampled block's record must be gone before its address can be
+/// handed out, and sampled, again); `false`, counting nothing, for the slow path's cases.
+/// Then a block at the placed offset ([`sampler::at_placed_offset`]) may be a placed
+/// sample, to be freed through [`take_placed`].
 #[inline(always)]
-pub(crate) fn on_free_fast(size: usize, align: usize) -> bool {
-    counters::try_record_fast(Event::Free, size, align)
+pub(crate) fn count_free_fast(size: usize, align: usize) -> bool {
+    counters::count_exact(Event::Free, size, align)
 }
 
-/// For a free [`on_free_fast`] did not count: `true` with bookkeeping off, or when the
-/// task branch counted it (and charged the task); then as after [`on_free_fast`].
+/// The slow path's bookkeeping for a free, in its common cases: `true` with bookkeeping
+/// off (nothing to count), or when a task is current and the task's slot counted it (and
+/// the task is charged); then the block is freed as after [`count_free_fast`]. `false`:
+/// [`count_free_by_class`], then [`count_free_general`].
 #[inline(always)]
-pub(crate) fn on_free_off_or_in_task(size: usize, align: usize) -> bool {
-    mode::is_off() || counters::try_record_in_task(Event::Free, size, align)
+pub(crate) fn count_free_slow(size: usize, align: usize) -> bool {
+    switch::is_off() || count_in_task(Event::Free, size, align)
 }
 
-/// The second tier for a free that neither [`on_free_fast`] nor
-/// [`on_free_off_or_in_task`] took: counts a request over 4 KiB (or 16-aligned) by class
-/// ([`counters::try_record_by_class`]) and returns `true`. Then a placeable block (a
-/// 16-aligned one of at most 4 KiB) is freed as after [`on_free_fast`]; a larger one is
-/// never placed (`EXACT_MAX` = `PLACE_MAX`), but may be sampled: the caller asks
-/// [`sampler::maybe_sampled`], and if so calls [`forget_sampled`] before the inner free.
-/// `false`: [`on_free_slow`].
+/// Counts a free of a request over 4 KiB (or 16-aligned) by class, from a thread whose
+/// gate is open, and returns `true`. Then a placeable block (a 16-aligned one of at most
+/// 4 KiB) is freed as after [`count_free_fast`]; a larger one is never placed, but may be
+/// sampled: the caller asks [`sampler::maybe_sampled`], and if so calls
+/// [`forget_sampled`] before the inner free. `false`: [`count_free_general`].
 #[inline(always)]
-pub(crate) fn on_free_by_class(size: usize, align: usize) -> bool {
-    counters::try_record_by_class(Event::Free, size, align)
+pub(crate) fn count_free_by_class(size: usize, align: usize) -> bool {
+    counters::count_by_class(Event::Free, size, align)
+}
+
+/// The general path for the free of the block at `ptr` (the switch not read yet, a scope
+/// open, an over-aligned request, a thread without a slot of its own). `true`: the block
+/// may be a placed sample, and the caller must free it through [`take_placed`].
+#[inline(always)]
+pub(crate) fn count_free_general(ptr: *mut u8, size: usize, align: usize) -> bool {
+    if count_free_general_slow(size, align) && !sampler::placeable(size, align) {
+        if sampler::maybe_sampled(ptr) {
+            forget_sampled(ptr);
+        }
+        return false;
+    }
+    sampler::at_placed_offset(ptr)
 }
 
 /// Takes the record of the block at `ptr`, about to be freed and not placed, out of the
@@ -218,52 +213,63 @@ pub(crate) fn forget_sampled(ptr: *mut u8) {
     let _ = take_unless_locked(ptr);
 }
 
-/// Bookkeeping for the free of the block at `ptr` that neither [`on_free_fast`],
-/// [`on_free_off_or_in_task`] nor [`on_free_by_class`] took. `true`: the block may be a
-/// placed sample, and the caller must free it through [`take_placed`].
-#[inline(always)]
-pub(crate) fn on_free_slow(ptr: *mut u8, size: usize, align: usize) -> bool {
-    if count_free_general(size, align) && !sampler::placeable(size, align) {
-        if sampler::maybe_sampled(ptr) {
-            forget_sampled(ptr);
-        }
-        return false;
-    }
-    sampler::at_placed_offset(ptr)
-}
-
-/// Counts a free of `size` bytes aligned to `align`; `false` if bookkeeping is off.
+/// Counts a free of `size` bytes aligned to `align`, whichever path takes it; `false` if
+/// bookkeeping is off.
 #[inline(always)]
 fn count_free(size: usize, align: usize) -> bool {
-    counters::try_record_fast(Event::Free, size, align)
-        || (!mode::is_off()
-            && (counters::try_record_in_task(Event::Free, size, align)
-                || count_free_slow(size, align)))
+    count_free_fast(size, align)
+        || (!switch::is_off()
+            && (count_in_task(Event::Free, size, align) || count_free_rest(size, align)))
 }
 
-/// Everything the fast path of [`count_free`] does not handle.
+/// [`count_free`]'s by-class and general paths.
 #[cold]
 #[inline(never)]
-fn count_free_slow(size: usize, align: usize) -> bool {
-    counters::try_record_by_class(Event::Free, size, align) || count_free_general(size, align)
+fn count_free_rest(size: usize, align: usize) -> bool {
+    count_free_by_class(size, align) || count_free_general_slow(size, align)
 }
 
-/// Counts a free that neither the fast path nor the second tier counted (the switch not
-/// read yet, a task current, an over-aligned request, a thread without a slot of its
-/// own); `false` if bookkeeping is off.
+/// The general path's count of a free; `false` if bookkeeping is off.
 #[cold]
 #[inline(never)]
-fn count_free_general(size: usize, align: usize) -> bool {
-    let active = mode::active();
-    if active
-        && !counters::try_record_fast(Event::Free, size, align)
-        && !counters::try_record_in_task(Event::Free, size, align)
-    {
-        counters::record_free(size_class::index_of(size, align), size);
-        task::charge(Event::Free, size, align);
+fn count_free_general_slow(size: usize, align: usize) -> bool {
+    let active = control::active();
+    if active {
+        count_general(Event::Free, size, align);
     }
     active
 }
+
+// Both.
+
+/// The task branch: while a task is current, counts a common request in the task's slot
+/// and charges the task; `false`, counting nothing, otherwise.
+#[inline(always)]
+fn count_in_task(event: Event, size: usize, align: usize) -> bool {
+    let counted = counters::count_exact_in_task(event, size, align);
+    if counted {
+        task::charge_in_task(event, size);
+    }
+    counted
+}
+
+/// The general path's count: the fast path's and the task branch's tests retried (the
+/// thread may have claimed its slot meanwhile), else by class in the thread's slot
+/// (claimed on its first call) or a shared shard, charged to the task and the scope.
+#[inline(always)]
+fn count_general(event: Event, size: usize, align: usize) {
+    if counters::count_exact(event, size, align) || count_in_task(event, size, align) {
+        return;
+    }
+    // A thread's first general count claims its slot, and the process's first claim
+    // follows its first allocation, so the inner allocator has registered its own `fork`
+    // handlers by then: ours must come after them (`crate::fork`).
+    crate::fork::register_handlers();
+    counters::count_in_class(event, size_class::index_of(size, align), size);
+    task::charge(event, size, align);
+}
+
+// Placed samples and `realloc`.
 
 /// For a block at `ptr` of `size` bytes aligned to `align` that is about to be freed or
 /// reallocated, and lies at the placed-sample offset: takes its record out if it is a
@@ -283,10 +289,10 @@ pub(crate) fn take_placed(ptr: *mut u8, size: usize, align: usize) -> Option<Tak
 
 /// Before a `realloc` of `ptr` (not a placed sample) of `size` bytes aligned to `align`:
 /// takes its sample record out (the old block may be freed by the call), to be put back
-/// by [`on_realloc_free`] if the call fails.
+/// by [`count_realloc_free`] if the call fails.
 #[inline(always)]
 pub(crate) fn before_realloc(ptr: *mut u8, size: usize, align: usize) -> Option<Taken> {
-    if !sampler::placeable(size, align) && !mode::is_off() && sampler::maybe_sampled(ptr) {
+    if !sampler::placeable(size, align) && !switch::is_off() && sampler::maybe_sampled(ptr) {
         take_unless_locked(ptr)
     } else {
         None
@@ -309,10 +315,10 @@ fn take_unless_locked(ptr: *mut u8) -> Option<Taken> {
 /// The free half of the bookkeeping for a `realloc` of `old_ptr` (`old_size` bytes
 /// aligned to `align`) that returned `new_ptr`: when it succeeded, counts the free;
 /// when it failed, puts the old block's sample record, if any, back (no free happened).
-/// `true`: the allocation half is to be done as for `alloc` (which counts a failure as
-/// one); `false` with bookkeeping off.
+/// `true`: the allocation half is to be counted ([`count_reallocated`], which counts a
+/// failure as one); `false` with bookkeeping off.
 #[inline(always)]
-pub(crate) fn on_realloc_free(
+pub(crate) fn count_realloc_free(
     old_ptr: *mut u8,
     taken: Option<Taken>,
     new_ptr: *mut u8,

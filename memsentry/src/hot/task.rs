@@ -281,11 +281,6 @@ fn sync_task_mode(tally: &Tally, before: Mode) {
     }
 }
 
-/// Where this thread's calls are counted now: where a newly claimed slot goes.
-pub(crate) fn mode() -> Mode {
-    TALLY.try_with(Tally::mode).unwrap_or(Mode::Fast)
-}
-
 /// What [`suspend`] set aside.
 #[derive(Clone, Copy, Debug)]
 #[must_use = "pass it to `resume`"]
