@@ -49,6 +49,62 @@
 //!   their call stacks; [`profile::heap`] turns the samples into unbiased estimates of
 //!   in-use and allocated bytes per call site, written as pprof files for `go tool pprof`.
 //!
+//! # Architecture
+//!
+//! Every module is tagged by where its code runs: **\[H\]** reachable from the global
+//! allocator (never allocates, takes no lock another allocation may hold, never panics;
+//! `clippy.toml` denies allocating types there), **\[S\]** the sample path (runs only
+//! under the sampler's re-entrancy guard: it may allocate, and what it allocates is
+//! counted but never sampled), **\[C\]** cold (ordinary Rust, called by the program).
+//! The allocator's layers call only downwards, and each can be read without the ones
+//! above it.
+//!
+//! ```text
+//!  program ──GlobalAlloc──▶ alloc ............................... [H]
+//!                             │  fast path / slow path per operation
+//!                             ▼
+//!                            hot ................................. [H]
+//!        ┌────────────┬───────┴──────┬────────────┐
+//!        ▼            ▼              ▼            ▼
+//!   hot::control  hot::task    hot::sampler   (sample, fork) ───▶ sampler, fork ... [S]
+//!        │            │              │                              │
+//!        └────────────┴──────┬───────┘                              ▼
+//!                            ▼                                    unwind ......... [S]
+//!                       hot::counters ──▶ hot::switch, hot::size_class
+//!
+//!  snapshot, profile, task, budget, report, http, watch, stats ...... [C]
+//!  (they read what the layers above keep; none of those calls them)
+//! ```
+//!
+//! - **`alloc`** \[H\]: [`MemSentry`], the only `GlobalAlloc`. For each operation one
+//!   fast-path function read whole (`allocate`: the increment, the countdown, the inner
+//!   call; `free`: the increment, the placed-sample test, the inner free) and one slow
+//!   path for every other case (bookkeeping off, a task current, a large or over-aligned
+//!   request, a sample due, a failure). It owns the calls to the inner allocator and
+//!   moving a sampled block to a block of its own; it calls `hot` for the bookkeeping.
+//! - **`hot`** \[H\]: the bookkeeping of each path, by name (`count_alloc_fast`,
+//!   `count_alloc_slow`, `count_free_fast`, ...). Below it: `hot::control` writes the
+//!   on/off switch and reads `MEMSENTRY*` once; `hot::task` keeps what the current task
+//!   and the open measured scope allocate; `hot::sampler` owns the sampling countdown,
+//!   the placed-sample test, the free-side filter and the re-entrancy guard;
+//!   `hot::counters` owns the per-thread counter slots and their gates; `hot::switch`
+//!   holds the switch's value; `hot::size_class` is jemalloc's size arithmetic.
+//! - **`sampler`** \[S\]: records a sample (the live table, interned stacks, the peak)
+//!   and takes a freed sample out. It calls `unwind` and, for a registered observer (the
+//!   measured scopes' collector), a function pointer: never the layers above.
+//! - **`unwind`** \[S\]: the stack walks (frame pointers, memsentry's unwind table in
+//!   `unwind/table.rs`, or libgcc's), reading only the thread's own stack mapping.
+//! - **`fork`** \[S\]: `pthread_atfork` handlers that hold the sample table's locks
+//!   across a `fork`, so that the child can allocate and free.
+//! - **Cold modules** \[C\]: [`snapshot`](snapshot()), [`profile`], [`task`], [`budget`],
+//!   [`report`], [`http`], [`watch`] and the statistics read the counters, tallies and
+//!   tables; they allocate freely.
+//!
+//! Where to look: the fast path is in `alloc.rs` (`allocate`, `free`), its bookkeeping in
+//! `hot/mod.rs` and `hot/counters.rs`; everything under `sampler`, `unwind` and the
+//! `MemSentry::sample` hook runs under the guard; code tagged \[C\] and \[S\] may
+//! allocate, code tagged \[H\] may not.
+//!
 //! # Hot-path guarantees
 //!
 //! The allocator's common path (counting, the sampling countdown, the free side's
@@ -58,10 +114,11 @@
 //! sampled block is moved to a page-aligned block of its own, see [`MemSentry`]) and takes
 //! the sample table's shard locks, but nested allocations are never sampled and no lock
 //! is held while waiting for anything else. A free that may be of a sampled block takes
-//! one shard lock and allocates nothing. Its stack walk follows frame pointers
-//! when the program keeps them (reading only its own thread's stack mapping, found once
-//! per thread in `/proc/self/maps` with plain `read`s), DWARF call-frame information
-//! otherwise ([`profile::unwinder`]). `pthread_atfork` handlers hold the sample table's
+//! one shard lock and allocates nothing. Its stack walk follows frame pointers when the
+//! program keeps them, memsentry's table of the loaded objects' unwind rules when it does
+//! not (both read only the thread's own stack mapping, found once per thread in
+//! `/proc/self/maps` with plain `read`s), and libgcc's DWARF unwinder where neither agrees
+//! with it ([`profile::unwinder`]). `pthread_atfork` handlers hold the sample table's
 //! locks across a `fork`, so the child of a multi-threaded process can allocate and free
 //! (as with jemalloc alone). The overhead over raw jemalloc is measured in
 //! `BENCHMARKS.md`.
