@@ -1,4 +1,4 @@
-//! The cost of task attribution (issue 6): one poll of a `Tracked` future against the
+//! The cost of task attribution: one poll of a `Tracked` future against the
 //! bare future, and an allocation + free inside a task against outside one.
 //!
 //! ```text

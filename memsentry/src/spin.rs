@@ -5,7 +5,7 @@
 //! uncontended one is a single compare-and-swap, and releasing it a plain `Release` store,
 //! where `std::sync::Mutex` pays a second atomic read-modify-write to release and a
 //! sharded `DashMap` two per operation. Each one costs the sampled path a store-buffer
-//! drain (BENCHMARKS.md, "The sample path").
+//! drain.
 //!
 //! A waiter spins, and yields its time slice every 64 tries so that a holder preempted
 //! on the same core gets to run. Nothing is ever held across a wait for anything else.

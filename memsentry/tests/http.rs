@@ -1,4 +1,4 @@
-//! The debug endpoint over real HTTP on 127.0.0.1 (issue 5): every path answers, the pprof
+//! The debug endpoint over real HTTP on 127.0.0.1: every path answers, the pprof
 //! body decodes, bad input gets the right 4xx, the token is enforced, 50 concurrent
 //! clients are all answered and a silent client holds up no one.
 

@@ -1,5 +1,6 @@
 //! Most allocations are counted *before* the inner allocator's call (the fast path, the
-//! task branch and the second tier count ahead; see `BENCHMARKS.md`, "Counting ahead").
+//! task branch and the second tier count ahead, so that after the call nothing but the
+//! pointer is needed).
 //! When the inner allocator then refuses one, the count must be taken back, on every
 //! path that counts ahead: the thread's fast path (up to 4 KiB), the second tier (larger
 //! or 16-aligned requests), the sampled path (the countdown ran out) and the task branch.

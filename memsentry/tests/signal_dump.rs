@@ -1,4 +1,4 @@
-//! Heap profiles on a signal (issue 4): a real signal from another process (`kill`) makes
+//! Heap profiles on a signal: a real signal from another process (`kill`) makes
 //! the dumper write a readable pprof file; `keep` bounds the directory; a directory that
 //! disappears or cannot be written never stops the dumps or the process.
 //!

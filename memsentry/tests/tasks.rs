@@ -1,4 +1,4 @@
-//! Task attribution on a real multi-threaded tokio runtime (issue 6): exact per-task
+//! Task attribution on a real multi-threaded tokio runtime: exact per-task
 //! counts across polls on any worker, nesting, panics, cancellation, and `#[tracked]` on
 //! every kind of function.
 

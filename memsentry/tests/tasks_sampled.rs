@@ -1,5 +1,5 @@
 //! With every allocation sampled (R = 1), each task's in-use estimate equals the exact
-//! live bytes of the blocks it allocated and still holds (issue 6). A binary of its own:
+//! live bytes of the blocks it allocated and still holds. A binary of its own:
 //! the rate must be 1 before the runtime's threads start.
 
 #![allow(clippy::disallowed_types, clippy::disallowed_macros)]

@@ -4,8 +4,8 @@
 //! and switched off, against raw jemalloc.
 //!
 //! Two binaries place the same jemalloc code differently, and their raw jemalloc loops
-//! have been seen to differ by up to 50% in the same minutes (BENCHMARKS.md, "Placed
-//! samples"): a ratio to a slower denominator flatters whatever it divides. Here every
+//! have been seen to differ by up to 50% in the same minutes: a ratio to a slower
+//! denominator flatters whatever it divides. Here every
 //! variant runs in the same process, once per round in a fresh random order, and each is
 //! divided by the same round's jemalloc.
 //!
@@ -26,7 +26,7 @@ use tikv_jemallocator::Jemalloc;
 
 // All three shims declared in this binary, as programs declare their allocator: a shim
 // taken from a library crate reads thread-locals by the general-dynamic TLS model, which
-// alone costs ~18 instructions a pair (BENCHMARKS.md, "The call shape").
+// alone costs ~23 instructions a pair (BENCHMARKS.md, "The call shape").
 static JEMALLOC: Jemalloc = Jemalloc;
 static OLD: memsentry_old::MemSentry = memsentry_old::MemSentry::new();
 static NEW: memsentry::MemSentry = memsentry::MemSentry::new();

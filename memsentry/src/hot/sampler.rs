@@ -40,9 +40,9 @@
 //! bit set mirrors "count non-zero": a free whose bit is clear (one load, a bit test) was
 //! not sampled. Frees read only the 8 KiB bit set, not the counts, so the lines they keep
 //! in the L1 cache are an eighth as many. Counts that reach 255 stay there ("sticky"):
-//! such frees always look in the table, which is correct, only slower. (Before placed
-//! samples, every free read the bit set: 9 instructions and a load on the fast path,
-//! where the placed-offset test is 4 and none; BENCHMARKS.md.)
+//! such frees always look in the table, which is correct, only slower. Reading the bit
+//! set costs a free 9 instructions and a load; the placed-offset test, 4 and no load: so
+//! the fast path takes the test, and only what it cannot settle reads the filter.
 //!
 //! The filter is cut into [`FILTER_SHARDS`] runs of whole bit-set words, one per shard
 //! of the sampler's live table, and each run's counts live in that shard
@@ -217,8 +217,7 @@ pub(crate) fn placed_layout(size: usize) -> Option<core::alloc::Layout> {
 /// arena of its own (up to four per CPU), whose memory comes from mappings of its own, so
 /// by region a thread's samples mostly write lines that only its own frees read; and as a
 /// live-table shard is a run of two lines, its records mostly sit in shards of its own
-/// too. (The slot was once bits 4..20 of the address, when every free read the filter:
-/// that put a slab's 8 KiB regions on 128 slots. BENCHMARKS.md, "The filter's slots".)
+/// too. (Low address bits alone would put a slab's 8 KiB regions on a few slots.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FilterSlot(usize);
 
@@ -442,8 +441,7 @@ fn splitmix64(x: u64) -> u64 {
 /// `CLOCK_MONOTONIC_COARSE`, the time of the last timer tick (a few milliseconds'
 /// resolution, plenty for the age of a live block). The vDSO reads it without the
 /// timestamp counter: ~8 ns where `CLOCK_MONOTONIC` takes ~37 on this project's machine,
-/// and more from cold caches, once per sample (BENCHMARKS.md, "The sample's clock and
-/// frame buffer"). No allocation, no lock.
+/// and more from cold caches, once per sample. No allocation, no lock.
 pub(crate) fn now_nanos() -> u64 {
     clock_nanos(libc::CLOCK_MONOTONIC_COARSE)
 }

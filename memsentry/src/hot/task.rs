@@ -9,7 +9,7 @@
 //! slow paths, which charge here too. While a scope is open, the task branch is closed
 //! too: every call takes the general slow path, which adds to the scope's counts and
 //! keeps its peak, so neither the fast path nor the task branch carries the scope's
-//! bookkeeping. With neither a task nor a scope, the fast path runs as before and never
+//! bookkeeping. With neither a task nor a scope, the fast path runs its one test and never
 //! looks here: task attribution and scopes cost it nothing then.
 //! `crate::task` moves the task's tally into the task's shared statistics at every switch
 //! (poll start, poll end, nested scopes): one set of atomic adds per poll, none per
