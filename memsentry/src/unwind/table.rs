@@ -392,31 +392,40 @@ impl Builder {
     }
 }
 
-/// Entries of the per-thread cache of rules by return address (a power of two).
-const CACHE: usize = 256;
+/// Sets of the per-thread cache of rules by return address (a power of two), and entries
+/// per set. A walk meets some 20–30 return addresses again and again; four ways keep two
+/// or three of them that hash to one set from evicting each other at every walk (with one
+/// way, two such addresses cost two binary searches a walk, ~130 instructions each).
+const SETS: usize = 64;
+const WAYS: usize = 4;
 
-/// A thread's cache: (address, rule) pairs, direct-mapped by address, valid for the
-/// table of generation `generation`.
+/// A thread's cache: (address, rule) pairs, set-associative by address, newest first in
+/// each set, valid for the table of generation `generation`.
 struct RuleCache {
     generation: Cell<u64>,
-    entries: [Cell<(u64, Rule)>; CACHE],
+    sets: [[Cell<(u64, Rule)>; WAYS]; SETS],
+}
+
+impl RuleCache {
+    const fn new() -> RuleCache {
+        RuleCache {
+            generation: Cell::new(0),
+            // Empty entries: (0, END) holds the right rule for address 0 too.
+            sets: [const { [const { Cell::new((0, Rule::END)) }; WAYS] }; SETS],
+        }
+    }
 }
 
 thread_local! {
     /// 4 KiB a thread, constant-initialised, no destructor.
-    static RULES: RuleCache = const {
-        RuleCache {
-            generation: Cell::new(0),
-            entries: [const { Cell::new((0, Rule::END)) }; CACHE],
-        }
-    };
+    static RULES: RuleCache = const { RuleCache::new() };
 }
 
 impl RuleCache {
     /// Empties the cache if it holds another table's rules.
     fn sync(&self, table: &Table) {
         if self.generation.get() != table.generation {
-            for entry in &self.entries {
+            for entry in self.sets.as_flattened() {
                 entry.set((0, Rule::END));
             }
             self.generation.set(table.generation);
@@ -427,15 +436,24 @@ impl RuleCache {
     #[inline(always)]
     fn lookup(&self, table: &Table, ip: u64) -> Rule {
         // Fibonacci hashing: the top bits of the product spread nearby addresses.
-        let slot = (ip.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % CACHE;
-        let entry = &self.entries[slot];
-        let (cached, rule) = entry.get();
-        // An empty entry, (0, END), holds the right rule for address 0 too.
-        if cached == ip {
-            return rule;
+        let set = &self.sets[(ip.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SETS];
+        for entry in set {
+            let (cached, rule) = entry.get();
+            if cached == ip {
+                return rule;
+            }
         }
+        self.miss(set, table, ip)
+    }
+
+    /// A rule not cached: found in the table, and put first in its set (the oldest goes).
+    #[inline(never)]
+    fn miss(&self, set: &[Cell<(u64, Rule)>; WAYS], table: &Table, ip: u64) -> Rule {
         let rule = table.find(ip);
-        entry.set((ip, rule));
+        for way in (1..WAYS).rev() {
+            set[way].set(set[way - 1].get());
+        }
+        set[0].set((ip, rule));
         rule
     }
 }
@@ -455,13 +473,7 @@ pub(crate) fn walk(
     // be gone, an empty one on the stack.)
     RULES
         .try_with(|cache| walk_with(cache, table, out, marker, top))
-        .unwrap_or_else(|_| {
-            let cache = RuleCache {
-                generation: Cell::new(0),
-                entries: [const { Cell::new((0, Rule::END)) }; CACHE],
-            };
-            walk_with(&cache, table, out, marker, top)
-        })
+        .unwrap_or_else(|_| walk_with(&RuleCache::new(), table, out, marker, top))
 }
 
 #[cfg(target_arch = "x86_64")]
