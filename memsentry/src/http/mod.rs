@@ -50,7 +50,6 @@ use std::time::Duration;
 use self::request::read_request;
 use self::response::Response;
 use self::routes::Routes;
-pub(crate) use self::stats::json_string;
 
 mod fleet;
 mod page;

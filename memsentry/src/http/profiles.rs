@@ -3,7 +3,7 @@
 //! samples: lifetimes per call site and leak suspects.
 
 use super::request::{Request, debug_flag, unknown_parameter};
-use super::response::{Response, TEXT};
+use super::response::{JSON, Response, TEXT};
 use super::routes::Routes;
 use super::{MIN_SAMPLE_RATE, fleet};
 use crate::profile::{self, SampleType, Symbolization};
@@ -172,6 +172,6 @@ pub(super) fn leaks(request: &Request) -> Result<Response, Response> {
     Ok(if text {
         Response::ok(TEXT, suspects.to_string())
     } else {
-        Response::ok("application/json", profile::leaks_json(&suspects))
+        Response::ok(JSON, profile::leaks_json(&suspects))
     })
 }

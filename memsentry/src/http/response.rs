@@ -4,8 +4,13 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use serde::Serialize;
+
 /// The content type of the text answers.
 pub(super) const TEXT: &str = "text/plain; charset=utf-8";
+
+/// The content type of the JSON answers.
+pub(super) const JSON: &str = "application/json";
 
 /// An answer.
 #[derive(Debug)]
@@ -25,6 +30,11 @@ impl Response {
             headers: Vec::new(),
             body: body.into(),
         }
+    }
+
+    /// A 200 with `document` as JSON.
+    pub(super) fn json(document: &impl Serialize) -> Response {
+        Response::ok(JSON, crate::json::to_string(document))
     }
 
     /// A status with a one-line reason as its body.

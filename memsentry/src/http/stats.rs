@@ -1,13 +1,15 @@
 //! **[C]** The process's figures: `/metrics` (Prometheus text), the snapshot and the
 //! per-task statistics (JSON, or the text table).
 
-use std::fmt::Write as _;
 use std::time::UNIX_EPOCH;
+
+use serde::Serialize;
 
 use super::request::Request;
 use super::response::{Response, TEXT};
 use super::routes::Routes;
-use crate::profile;
+use crate::json::{round, seconds};
+use crate::{Counts, profile};
 
 /// `/metrics`: what the renderer set with [`Server::metrics`](super::Server::metrics)
 /// returns.
@@ -25,10 +27,120 @@ pub(super) fn metrics(routes: &Routes, request: &Request) -> Result<Response, Re
     }
 }
 
-/// `/debug/memsentry/snapshot`.
+/// `/debug/memsentry/snapshot`: [`crate::snapshot`] with the sampler's figures.
 pub(super) fn snapshot(request: &Request) -> Result<Response, Response> {
     request.no_query()?;
-    Ok(Response::ok("application/json", snapshot_json()))
+    let snapshot = crate::snapshot();
+    let usage = profile::usage();
+    Ok(Response::json(&SnapshotJson {
+        taken_at_unix_seconds: snapshot
+            .taken_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| round(since.as_secs_f64(), 6)),
+        totals: CountsJson::from(&snapshot.totals),
+        failed_allocations: snapshot.failed_allocations,
+        jemalloc: snapshot.jemalloc.as_ref().map(|j| JemallocJson {
+            allocated: j.allocated,
+            active: j.active,
+            resident: j.resident,
+            mapped: j.mapped,
+            retained: j.retained,
+            metadata: j.metadata,
+            dirty: j.dirty,
+            muzzy: j.muzzy,
+            dirty_decay_ms: j.dirty_decay_ms,
+            muzzy_decay_ms: j.muzzy_decay_ms,
+        }),
+        resident_bytes: snapshot.resident_bytes,
+        memory_limit_bytes: snapshot.memory_limit_bytes,
+        sampler: SamplerJson {
+            live_samples: usage.live_samples,
+            stacks: usage.stacks,
+            memory_bytes: usage.bytes,
+            rate_bytes: usage.sample_rate,
+        },
+        classes: snapshot
+            .classes
+            .iter()
+            .map(|class| ClassJson {
+                size: class.size,
+                counts: CountsJson::from(&class.counts),
+            })
+            .collect(),
+    }))
+}
+
+/// The snapshot's document.
+#[derive(Serialize)]
+struct SnapshotJson {
+    taken_at_unix_seconds: f64,
+    totals: CountsJson,
+    failed_allocations: u64,
+    jemalloc: Option<JemallocJson>,
+    resident_bytes: Option<u64>,
+    memory_limit_bytes: Option<u64>,
+    sampler: SamplerJson,
+    classes: Vec<ClassJson>,
+}
+
+/// [`Counts`], with the live figures they imply.
+#[derive(Serialize)]
+struct CountsJson {
+    allocations: u64,
+    frees: u64,
+    allocated_bytes: u64,
+    freed_bytes: u64,
+    allocated_class_bytes: u64,
+    freed_class_bytes: u64,
+    live_bytes: u64,
+    live_objects: u64,
+}
+
+impl From<&Counts> for CountsJson {
+    fn from(counts: &Counts) -> CountsJson {
+        CountsJson {
+            allocations: counts.allocations,
+            frees: counts.frees,
+            allocated_bytes: counts.allocated_bytes,
+            freed_bytes: counts.freed_bytes,
+            allocated_class_bytes: counts.allocated_class_bytes,
+            freed_class_bytes: counts.freed_class_bytes,
+            live_bytes: counts.live_bytes(),
+            live_objects: counts.live_objects(),
+        }
+    }
+}
+
+/// [`JemallocStats`](crate::JemallocStats).
+#[derive(Serialize)]
+struct JemallocJson {
+    allocated: u64,
+    active: u64,
+    resident: u64,
+    mapped: u64,
+    retained: u64,
+    metadata: u64,
+    dirty: u64,
+    muzzy: u64,
+    dirty_decay_ms: i64,
+    muzzy_decay_ms: i64,
+}
+
+/// The sampler's own figures ([`profile::usage`]).
+#[derive(Serialize)]
+struct SamplerJson {
+    live_samples: usize,
+    stacks: usize,
+    memory_bytes: usize,
+    rate_bytes: u64,
+}
+
+/// One size class's row: its size, then its counts in the same object.
+#[derive(Serialize)]
+struct ClassJson {
+    size: u64,
+    #[serde(flatten)]
+    counts: CountsJson,
 }
 
 /// `/debug/memsentry/tasks`: the task report as JSON; `?debug=1`: the table.
@@ -38,140 +150,58 @@ pub(super) fn tasks(request: &Request) -> Result<Response, Response> {
     if text {
         return Ok(Response::ok(TEXT, report.to_string()));
     }
-    let mut out = String::from("{\"tasks\":[");
-    for (i, row) in report.rows().iter().enumerate() {
-        if i > 0 {
-            out.push(',');
+    // The estimates are finite; anything else is written as 0, so that readers can
+    // always do arithmetic on them.
+    let estimate = |value: f64| {
+        if value.is_finite() {
+            round(value, 1)
+        } else {
+            0.0
         }
-        let _ = write!(
-            out,
-            "{{\"name\":{},\"live\":{},\"oldest_live_seconds\":{},\"started\":{},             \"finished\":{},\"cancelled\":{},\"polls\":{},\"allocations\":{},             \"allocated_bytes\":{},\"frees\":{},\"freed_bytes\":{},             \"inuse_objects_estimate\":{},\"inuse_bytes_estimate\":{}}}",
-            json_string(row.name),
-            row.live,
-            row.oldest_live.map_or_else(
-                || "null".to_owned(),
-                |age| format!("{:.3}", age.as_secs_f64())
-            ),
-            row.started,
-            row.finished,
-            row.cancelled,
-            row.polls,
-            row.allocations,
-            row.allocated_bytes,
-            row.frees,
-            row.freed_bytes,
-            json_number(row.inuse_objects_estimate),
-            json_number(row.inuse_bytes_estimate),
-        );
-    }
-    out.push_str("]}\n");
-    Ok(Response::ok("application/json", out))
-}
-
-/// `text` as a JSON string literal.
-pub(crate) fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A finite number as JSON (estimates are finite; anything else becomes 0).
-fn json_number(value: f64) -> String {
-    if value.is_finite() {
-        format!("{value:.1}")
-    } else {
-        "0".to_owned()
-    }
-}
-
-/// The snapshot as JSON: totals, jemalloc, process, sampler and the class table.
-fn snapshot_json() -> String {
-    let snapshot = crate::snapshot();
-    let usage = profile::usage();
-    let counts = |c: &crate::Counts| {
-        format!(
-            "\"allocations\":{},\"frees\":{},\"allocated_bytes\":{},\"freed_bytes\":{},\
-             \"allocated_class_bytes\":{},\"freed_class_bytes\":{},\"live_bytes\":{},\
-             \"live_objects\":{}",
-            c.allocations,
-            c.frees,
-            c.allocated_bytes,
-            c.freed_bytes,
-            c.allocated_class_bytes,
-            c.freed_class_bytes,
-            c.live_bytes(),
-            c.live_objects()
-        )
     };
-    let taken_at = snapshot
-        .taken_at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let jemalloc = snapshot.jemalloc.as_ref().map_or_else(
-        || "null".to_owned(),
-        |j| {
-            format!(
-                "{{\"allocated\":{},\"active\":{},\"resident\":{},\"mapped\":{},\
-                 \"retained\":{},\"metadata\":{},\"dirty\":{},\"muzzy\":{},\
-                 \"dirty_decay_ms\":{},\"muzzy_decay_ms\":{}}}",
-                j.allocated,
-                j.active,
-                j.resident,
-                j.mapped,
-                j.retained,
-                j.metadata,
-                j.dirty,
-                j.muzzy,
-                j.dirty_decay_ms,
-                j.muzzy_decay_ms
-            )
-        },
-    );
-    let optional = |value: Option<u64>| value.map_or_else(|| "null".to_owned(), |v| v.to_string());
-    let resident = optional(snapshot.resident_bytes);
-    let limit = optional(snapshot.memory_limit_bytes);
-    let mut out = format!(
-        "{{\"taken_at_unix_seconds\":{taken_at:.6},\"totals\":{{{}}},\
-         \"failed_allocations\":{},\"jemalloc\":{jemalloc},\"resident_bytes\":{resident},\
-         \"memory_limit_bytes\":{limit},\
-         \"sampler\":{{\"live_samples\":{},\"stacks\":{},\"memory_bytes\":{},\"rate_bytes\":{}}},\
-         \"classes\":[",
-        counts(&snapshot.totals),
-        snapshot.failed_allocations,
-        usage.live_samples,
-        usage.stacks,
-        usage.bytes,
-        usage.sample_rate,
-    );
-    for (i, class) in snapshot.classes.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{{\"size\":{},{}}}", class.size, counts(&class.counts));
-    }
-    out.push_str("]}\n");
-    out
+    Ok(Response::json(&TasksJson {
+        tasks: report
+            .rows()
+            .iter()
+            .map(|row| TaskJson {
+                name: row.name,
+                live: row.live,
+                oldest_live_seconds: row.oldest_live.map(seconds),
+                started: row.started,
+                finished: row.finished,
+                cancelled: row.cancelled,
+                polls: row.polls,
+                allocations: row.allocations,
+                allocated_bytes: row.allocated_bytes,
+                frees: row.frees,
+                freed_bytes: row.freed_bytes,
+                inuse_objects_estimate: estimate(row.inuse_objects_estimate),
+                inuse_bytes_estimate: estimate(row.inuse_bytes_estimate),
+            })
+            .collect(),
+    }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The tasks' document.
+#[derive(Serialize)]
+struct TasksJson {
+    tasks: Vec<TaskJson>,
+}
 
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        assert_eq!(json_number(f64::NAN), "0");
-        assert_eq!(json_number(2.0), "2.0");
-    }
+/// One row of the [task report](crate::task::report).
+#[derive(Serialize)]
+struct TaskJson {
+    name: &'static str,
+    live: u64,
+    oldest_live_seconds: Option<f64>,
+    started: u64,
+    finished: u64,
+    cancelled: u64,
+    polls: u64,
+    allocations: u64,
+    allocated_bytes: u64,
+    frees: u64,
+    freed_bytes: u64,
+    inuse_objects_estimate: f64,
+    inuse_bytes_estimate: f64,
 }

@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
 
+use serde::Serialize;
+
 use super::request::Request;
-use super::response::{Response, TEXT};
-use super::stats::json_string;
+use super::response::{JSON, Response, TEXT};
 use crate::profile;
 
 /// Where one dump file is served: `/debug/memsentry/dumps/NAME`.
@@ -20,7 +21,7 @@ pub(super) fn status(request: &Request) -> Result<Response, Response> {
     let text = request.text_flag()?;
     match crate::watch::status() {
         Some(status) if text => Ok(Response::ok(TEXT, status.to_string())),
-        Some(status) => Ok(Response::ok("application/json", status.to_json())),
+        Some(status) => Ok(Response::ok(JSON, status.to_json())),
         None => Err(Response::error(404, NO_WATCHDOG)),
     }
 }
@@ -48,25 +49,34 @@ pub(super) fn dumps(request: &Request) -> Result<Response, Response> {
         }
         return Ok(Response::ok(TEXT, out));
     }
-    let mut out = format!(
-        "{{\"dir\":{},\"files\":[",
-        json_string(&dir.display().to_string())
-    );
-    // Newest first.
-    for (i, file) in files.iter().rev().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(
-            out,
-            "{{\"name\":{},\"bytes\":{},\"path\":{}}}",
-            json_string(&file.name),
-            file.bytes,
-            json_string(&format!("{DUMPS_PREFIX}{}", file.name))
-        );
-    }
-    out.push_str("]}");
-    Ok(Response::ok("application/json", out))
+    Ok(Response::json(&DumpsJson {
+        dir: dir.display().to_string(),
+        files: files
+            .iter()
+            .rev()
+            .map(|file| DumpJson {
+                name: &file.name,
+                bytes: file.bytes,
+                path: format!("{DUMPS_PREFIX}{}", file.name),
+            })
+            .collect(),
+    }))
+}
+
+/// The dump directory's document.
+#[derive(Serialize)]
+struct DumpsJson<'a> {
+    dir: String,
+    /// Newest first.
+    files: Vec<DumpJson<'a>>,
+}
+
+/// One dump file: its name, size, and the path that serves it.
+#[derive(Serialize)]
+struct DumpJson<'a> {
+    name: &'a str,
+    bytes: u64,
+    path: String,
 }
 
 /// `/debug/memsentry/dumps/NAME`: one file of the dump directory, by name.
