@@ -147,6 +147,7 @@ mod fork;
 #[deny(clippy::disallowed_types, clippy::disallowed_macros)]
 mod hot;
 pub mod http;
+mod json;
 pub mod profile;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{Request, Response, TEXT, debug_flag, unknown_parameter};
+use super::request::{Request, debug_flag, unknown_parameter};
+use super::response::{Response, TEXT};
 use crate::profile::{self, Profile, SampleType, Symbolization};
 
 /// The longest window a delta profile may ask for (`?seconds=`): Go's scrapers ask for

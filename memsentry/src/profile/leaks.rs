@@ -13,9 +13,11 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::Serialize;
+
 use super::{SampleType, heap};
-use crate::Bytes;
 use crate::watch::trend::{Fitter, Point, Series};
+use crate::{Bytes, json};
 
 /// Observations kept per site.
 pub(crate) const POINTS: usize = 64;
@@ -304,40 +306,78 @@ impl Drop for LeakTracker {
 
 /// The suspects as JSON (the endpoint's `/debug/memsentry/leaks`).
 pub(crate) fn to_json(suspects: &LeakSuspects) -> String {
-    use std::fmt::Write as _;
-    let mut out = format!(
-        "{{\"observations\":{},\"sites\":{},\"suspects\":[",
-        suspects.observations, suspects.sites
-    );
-    for (i, s) in suspects.suspects.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let stack: Vec<String> = s
-            .stack
+    json::to_string(&LeaksJson {
+        observations: suspects.observations,
+        sites: suspects.sites,
+        suspects: suspects
+            .suspects
             .iter()
-            .map(|f| crate::http::json_string(f))
-            .collect();
-        let series: Vec<String> = s
-            .series
-            .iter()
-            .map(|(t, v)| format!("[{t:.3},{v:.0}]"))
-            .collect();
-        let _ = write!(
-            out,
-            "{{\"function\":{},\"stack\":[{}],\"growth_bytes_per_second\":{:.1},\
-             \"monotone\":{:.3},\"span_seconds\":{:.3},\"share_of_growth\":{:.3},\
-             \"inuse_bytes\":{:.0},\"series\":[{}]}}",
-            crate::http::json_string(s.function()),
-            stack.join(","),
-            s.growth_bytes_per_sec,
-            s.monotone,
-            s.span.as_secs_f64(),
-            s.share_of_growth,
-            s.inuse_bytes,
-            series.join(",")
+            .map(|s| SuspectJson {
+                function: s.function(),
+                stack: &s.stack,
+                growth_bytes_per_second: json::round(s.growth_bytes_per_sec, 1),
+                monotone: json::round(s.monotone, 3),
+                span_seconds: json::seconds(s.span),
+                share_of_growth: json::round(s.share_of_growth, 3),
+                inuse_bytes: json::round(s.inuse_bytes, 0),
+                series: s
+                    .series
+                    .iter()
+                    .map(|&(t, bytes)| (json::round(t, 3), json::round(bytes, 0)))
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+/// [`to_json`]'s document.
+#[derive(Serialize)]
+struct LeaksJson<'a> {
+    observations: u64,
+    sites: usize,
+    suspects: Vec<SuspectJson<'a>>,
+}
+
+/// One [`Suspect`]; its series as `[seconds, in-use bytes]` pairs.
+#[derive(Serialize)]
+struct SuspectJson<'a> {
+    function: &'a str,
+    stack: &'a [String],
+    growth_bytes_per_second: f64,
+    monotone: f64,
+    span_seconds: f64,
+    share_of_growth: f64,
+    inuse_bytes: f64,
+    series: Vec<(f64, f64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_names_every_field_once_in_a_fixed_order() {
+        let suspects = LeakSuspects {
+            suspects: vec![Suspect {
+                stack: vec!["leaky::grow".to_owned(), "main".to_owned()],
+                growth_bytes_per_sec: 1024.04,
+                monotone: 2.0 / 3.0,
+                span: Duration::from_millis(3000),
+                share_of_growth: 1.0,
+                inuse_bytes: 4096.4,
+                series: vec![(0.0, 1024.0), (1.0004, 2048.0), (3.0, 4096.4)],
+            }],
+            observations: 4,
+            sites: 2,
+        };
+        assert_eq!(
+            to_json(&suspects),
+            concat!(
+                r#"{"observations":4,"sites":2,"suspects":[{"function":"leaky::grow","#,
+                r#""stack":["leaky::grow","main"],"growth_bytes_per_second":1024.0,"#,
+                r#""monotone":0.667,"span_seconds":3.0,"share_of_growth":1.0,"#,
+                r#""inuse_bytes":4096.0,"series":[[0.0,1024.0],[1.0,2048.0],[3.0,4096.0]]}]}"#,
+            )
         );
     }
-    out.push_str("]}");
-    out
 }

@@ -1,16 +1,17 @@
 //! **[C]** What the watchdog saw at its last tick: [`WatchStatus`], as Rust values, text
 //! and JSON.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Serialize, Serializer};
 
 use super::cgroup::{Cgroup, MemoryEvents};
 use super::psi::Psi;
 use super::{Pressure, Seconds, Trigger, Watchdog};
-use crate::Bytes;
-use crate::http::json_string;
 use crate::profile::dump::store::Store;
+use crate::{Bytes, json};
 
 /// One window's growth at the last tick.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,101 +149,125 @@ impl WatchStatus {
     /// The status as a JSON object (the endpoint's `/debug/memsentry/watchdog`).
     #[must_use]
     pub fn to_json(&self) -> String {
-        let mut out = String::with_capacity(1024);
-        let opt = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
-        let secs = |d: Option<Duration>| {
-            d.map_or_else(|| "null".to_owned(), |d| format!("{:.3}", d.as_secs_f64()))
-        };
-        let rate = |v: Option<f64>| {
-            v.filter(|v| v.is_finite())
-                .map_or_else(|| "null".to_owned(), |v| format!("{v:.1}"))
-        };
         let time = |t: Option<SystemTime>| {
             t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or_else(|| "null".to_owned(), |d| format!("{:.3}", d.as_secs_f64()))
+                .map(json::seconds)
         };
-        let _ = write!(
-            out,
-            "{{\"started_at_unix_seconds\":{},\"at_unix_seconds\":{},\"ticks\":{},\
-             \"late_ticks\":{},\"interval_seconds\":{:.3},\"live_bytes\":{},\
-             \"resident_bytes\":{},\"usage_bytes\":{},\"usage_source\":{},\"limit_bytes\":{},\
-             \"cgroup\":{},\"psi\":{},\"forecast_seconds\":{},\"pressure\":{},",
-            time(Some(self.started_at)),
-            time(self.at),
-            self.ticks,
-            self.late_ticks,
-            self.interval.as_secs_f64(),
-            self.live_bytes,
-            opt(self.resident_bytes),
-            opt(self.usage_bytes),
-            json_string(&self.usage_source),
-            opt(self.limit_bytes),
-            self.cgroup
-                .as_deref()
-                .map_or_else(|| "null".to_owned(), json_string),
-            json_string(&self.psi),
-            secs(self.forecast),
-            self.pressure
-                .map_or_else(|| "null".to_owned(), |p| json_string(&p.to_string())),
-        );
-        match &self.events {
-            Some(e) => {
-                let _ = write!(
-                    out,
-                    "\"events\":{{\"high\":{},\"max\":{},\"oom_kill\":{}}},",
-                    e.high, e.max, e.oom_kill
-                );
-            }
-            None => out.push_str("\"events\":null,"),
-        }
-        out.push_str("\"windows\":[");
-        for (i, w) in self.windows.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "{{\"window_seconds\":{:.3},\"live_growth_bytes_per_second\":{},\
-                 \"live_rising\":{},\"usage_growth_bytes_per_second\":{},\"usage_rising\":{},\
-                 \"forecast_seconds\":{}}}",
-                w.window.as_secs_f64(),
-                rate(w.live_growth),
-                w.live_rising,
-                rate(w.usage_growth),
-                w.usage_rising,
-                secs(w.forecast)
-            );
-        }
-        out.push_str("],\"triggers\":{");
-        for (i, t) in self.triggers.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "\"{}\":{{\"fired\":{},\"active\":{}}}",
-                t.trigger, t.fired, t.active
-            );
-        }
-        let path = |p: &Option<PathBuf>| {
-            p.as_ref().map_or_else(
-                || "null".to_owned(),
-                |p| json_string(&p.display().to_string()),
-            )
-        };
-        let _ = write!(
-            out,
-            "}},\"dump_dir\":{},\"dumps_written\":{},\"dump_errors\":{},\"last_dump\":{},\
-             \"last_dump_at_unix_seconds\":{},\"handler_panics\":{},\"released_bytes\":{}}}",
-            path(&self.dump_dir),
-            self.dumps_written,
-            self.dump_errors,
-            path(&self.last_dump),
-            time(self.last_dump_at),
-            self.handler_panics,
-            self.released_bytes
-        );
-        out
+        let rate = |v: Option<f64>| v.map(|v| json::round(v, 1));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        json::to_string(&StatusJson {
+            started_at_unix_seconds: time(Some(self.started_at)),
+            at_unix_seconds: time(self.at),
+            ticks: self.ticks,
+            late_ticks: self.late_ticks,
+            interval_seconds: json::seconds(self.interval),
+            live_bytes: self.live_bytes,
+            resident_bytes: self.resident_bytes,
+            usage_bytes: self.usage_bytes,
+            usage_source: &self.usage_source,
+            limit_bytes: self.limit_bytes,
+            cgroup: self.cgroup.as_deref(),
+            psi: &self.psi,
+            forecast_seconds: self.forecast.map(json::seconds),
+            pressure: self.pressure.map(|p| p.to_string()),
+            events: self.events.as_ref().map(|e| EventsJson {
+                high: e.high,
+                max: e.max,
+                oom_kill: e.oom_kill,
+            }),
+            windows: self
+                .windows
+                .iter()
+                .map(|w| WindowJson {
+                    window_seconds: json::seconds(w.window),
+                    live_growth_bytes_per_second: rate(w.live_growth),
+                    live_rising: w.live_rising,
+                    usage_growth_bytes_per_second: rate(w.usage_growth),
+                    usage_rising: w.usage_rising,
+                    forecast_seconds: w.forecast.map(json::seconds),
+                })
+                .collect(),
+            triggers: TriggersJson(&self.triggers),
+            dump_dir: path(&self.dump_dir),
+            dumps_written: self.dumps_written,
+            dump_errors: self.dump_errors,
+            last_dump: path(&self.last_dump),
+            last_dump_at_unix_seconds: time(self.last_dump_at),
+            handler_panics: self.handler_panics,
+            released_bytes: self.released_bytes,
+        })
+    }
+}
+
+/// [`WatchStatus::to_json`]'s document. Times are seconds since the Unix epoch, growth is
+/// in bytes per second; a growth that is not finite is `null`, like one not known yet.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    started_at_unix_seconds: Option<f64>,
+    at_unix_seconds: Option<f64>,
+    ticks: u64,
+    late_ticks: u64,
+    interval_seconds: f64,
+    live_bytes: u64,
+    resident_bytes: Option<u64>,
+    usage_bytes: Option<u64>,
+    usage_source: &'a str,
+    limit_bytes: Option<u64>,
+    cgroup: Option<&'a str>,
+    psi: &'a str,
+    forecast_seconds: Option<f64>,
+    pressure: Option<String>,
+    events: Option<EventsJson>,
+    windows: Vec<WindowJson>,
+    triggers: TriggersJson<'a>,
+    dump_dir: Option<String>,
+    dumps_written: u64,
+    dump_errors: u64,
+    last_dump: Option<String>,
+    last_dump_at_unix_seconds: Option<f64>,
+    handler_panics: u64,
+    released_bytes: u64,
+}
+
+/// [`MemoryEvents`].
+#[derive(Serialize)]
+struct EventsJson {
+    high: u64,
+    max: u64,
+    oom_kill: u64,
+}
+
+/// [`WindowStatus`].
+#[derive(Serialize)]
+struct WindowJson {
+    window_seconds: f64,
+    live_growth_bytes_per_second: Option<f64>,
+    live_rising: bool,
+    usage_growth_bytes_per_second: Option<f64>,
+    usage_rising: bool,
+    forecast_seconds: Option<f64>,
+}
+
+/// The triggers as an object keyed by their names, in [`Trigger::ALL`]'s order:
+/// `{"live-bytes":{"fired":1,"active":false},...}`.
+struct TriggersJson<'a>(&'a [TriggerCount]);
+
+/// One trigger's entry.
+#[derive(Serialize)]
+struct TriggerJson {
+    fired: u64,
+    active: bool,
+}
+
+impl Serialize for TriggersJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|t| {
+            let entry = TriggerJson {
+                fired: t.fired,
+                active: t.active,
+            };
+            (t.trigger.name(), entry)
+        }))
     }
 }
 
@@ -347,5 +372,82 @@ impl fmt::Display for WatchStatus {
             }
             None => writeln!(f, "  dumps: off (no directory)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_names_every_field_once_in_a_fixed_order() {
+        let status = WatchStatus {
+            started_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_250),
+            at: None,
+            ticks: 3,
+            late_ticks: 0,
+            interval: Duration::from_secs(1),
+            live_bytes: 4096,
+            resident_bytes: Some(8192),
+            usage_bytes: None,
+            usage_source: "process resident set".to_owned(),
+            limit_bytes: None,
+            cgroup: Some("cgroup v2 /sys/fs/cgroup/a \"b\"".to_owned()),
+            psi: "off".to_owned(),
+            events: Some(MemoryEvents {
+                high: 1,
+                max: 2,
+                oom_kill: 0,
+            }),
+            windows: vec![WindowStatus {
+                window: Duration::from_millis(1500),
+                live_growth: Some(12.345),
+                live_rising: true,
+                usage_growth: Some(f64::NAN),
+                usage_rising: false,
+                forecast: None,
+            }],
+            forecast: Some(Duration::from_secs(90)),
+            pressure: Some(Pressure::Moderate),
+            triggers: vec![
+                TriggerCount {
+                    trigger: Trigger::PreOom,
+                    fired: 0,
+                    active: false,
+                },
+                TriggerCount {
+                    trigger: Trigger::LiveBytes,
+                    fired: 1,
+                    active: true,
+                },
+            ],
+            dump_dir: Some(PathBuf::from("/tmp/dumps")),
+            dumps_written: 1,
+            dump_errors: 0,
+            last_dump: None,
+            last_dump_at: None,
+            handler_panics: 0,
+            released_bytes: 0,
+        };
+        assert_eq!(
+            status.to_json(),
+            concat!(
+                r#"{"started_at_unix_seconds":1700000000.25,"at_unix_seconds":null,"#,
+                r#""ticks":3,"late_ticks":0,"interval_seconds":1.0,"live_bytes":4096,"#,
+                r#""resident_bytes":8192,"usage_bytes":null,"#,
+                r#""usage_source":"process resident set","limit_bytes":null,"#,
+                r#""cgroup":"cgroup v2 /sys/fs/cgroup/a \"b\"","psi":"off","#,
+                r#""forecast_seconds":90.0,"pressure":"moderate","#,
+                r#""events":{"high":1,"max":2,"oom_kill":0},"#,
+                r#""windows":[{"window_seconds":1.5,"live_growth_bytes_per_second":12.3,"#,
+                r#""live_rising":true,"usage_growth_bytes_per_second":null,"#,
+                r#""usage_rising":false,"forecast_seconds":null}],"#,
+                r#""triggers":{"pre-oom":{"fired":0,"active":false},"#,
+                r#""live-bytes":{"fired":1,"active":true}},"#,
+                r#""dump_dir":"/tmp/dumps","dumps_written":1,"dump_errors":0,"#,
+                r#""last_dump":null,"last_dump_at_unix_seconds":null,"handler_panics":0,"#,
+                r#""released_bytes":0}"#,
+            )
+        );
     }
 }
