@@ -3,10 +3,12 @@
 
 Each file under SRC (default memsentry/src) is a module (`a/b.rs` and `a/b/mod.rs` are
 `a::b`). A file refers to a module when its code (comments and `#[cfg(test)] mod tests`
-left out) names a path `crate::a::b…` or `super::…`, or imports `crate::a::{b, …}`;
-the path counts as a reference to the longest prefix that is a module. A module is not
-said to refer to itself or to the crate root. Prints every strongly connected set of
-modules, with the references inside it, and exits 1 if there is one.
+left out) names a path `crate::a::b…`, `super::…` or `child::…` (a module of its own),
+or imports `crate::a::{b, …}`; the path counts as a reference to the longest prefix
+that is a module. Naming an ancestor's items is allowed (a parent declares the types its
+children share), and so is the crate root (an ancestor of all); every other reference
+counts. Prints every strongly connected set of modules, with the references inside it,
+and exits 1 if there is one.
 
     scripts/module_cycles.py [SRC] [-v]     (-v: print every module's references)
 """
@@ -49,12 +51,16 @@ def references(module, path, known):
     for match in re.finditer(r"\b(crate|super)((?:::[a-z_][a-z0-9_]*)*)::\{([^;]*?)\};", source, re.S):
         base = [] if match.group(1) == "crate" else parent
         prefix = match.group(2).split("::")[1:]
-        for item in re.findall(r"([a-z_][a-z0-9_]*)(?:::|\s*[,}]|\s*$)", match.group(3)):
+        for item in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)(?:::|\s*[,}]|\s*$)", match.group(3)):
             refs.add(resolve(base + prefix + [item]))
+    # A child module named by its bare name (`use counters::Event;`, `counters::f()`).
+    for child in (m for m in known if len(m) == len(module) + 1 and m[:-1] == module):
+        if re.search(r"(?<![:\w])" + child[-1] + r"::", source):
+            refs.add(child)
     refs.discard(None)
-    refs.discard(())
-    refs.discard(module)
-    return refs
+    # A module may name its ancestors' items: a parent and its children are read as one
+    # unit, whose shared types the parent declares. Every other reference counts.
+    return {r for r in refs if r != module[: len(r)]}
 
 
 def cycles(edges):

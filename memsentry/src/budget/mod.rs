@@ -569,32 +569,6 @@ impl fmt::Display for Site {
     }
 }
 
-/// Whether a frame is Rust's own library code (`std`, `core`, `alloc`), memsentry's
-/// measuring, or unknown: a site names the first frame that is not. Told by the source file where there is one
-/// (the standard library's paths run through `/rustc/<hash>/library/`), by the
-/// function's path otherwise.
-pub(crate) fn is_library_frame(frame: &crate::profile::Frame<'_>) -> bool {
-    // The measuring itself, where an optimiser inlined the measured closure into it.
-    if frame.function.is_empty() || frame.function.starts_with("memsentry::budget::") {
-        return true;
-    }
-    if !frame.file.is_empty() {
-        return frame.file.contains("/rustc/")
-            || ["library/std/", "library/core/", "library/alloc/"]
-                .iter()
-                .any(|dir| frame.file.contains(dir));
-    }
-    // Without line tables: `alloc::…`, `<alloc::…>`, `<str>::…` and `<[T]>::…` (methods
-    // of primitive types, all the standard library's), `<T as alloc::…>::…`.
-    let function = frame.function.trim_start_matches('<');
-    ["alloc::", "core::", "std::", "str>", "["]
-        .iter()
-        .any(|prefix| function.starts_with(prefix))
-        || [" as alloc::", " as core::", " as std::"]
-            .iter()
-            .any(|trait_path| function.contains(trait_path))
-}
-
 /// The top `limit` sites of `profile` by `by`.
 fn sites(profile: &Profile, by: SampleType, limit: usize) -> Vec<Site> {
     let mut sums: Vec<Site> = Vec::new();
@@ -606,7 +580,7 @@ fn sites(profile: &Profile, by: SampleType, limit: usize) -> Vec<Site> {
         let frames: Vec<_> = profile.frames(sample).collect();
         let frame = frames
             .iter()
-            .find(|frame| !is_library_frame(frame))
+            .find(|frame| !frame.is_library())
             .or(frames.first());
         let Some(frame) = frame else { continue };
         let function = if frame.function.is_empty() {

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use self::request::read_request;
 use self::response::Response;
-use self::routes::Routes;
+use self::settings::Settings;
 
 mod fleet;
 mod page;
@@ -57,6 +57,7 @@ mod profiles;
 mod request;
 mod response;
 mod routes;
+mod settings;
 mod stats;
 mod watchdog;
 
@@ -210,7 +211,7 @@ impl Server {
             );
         }
         let stopping = Arc::new(AtomicBool::new(false));
-        let routes = Arc::new(Routes {
+        let settings = Arc::new(Settings {
             token: self.token,
             metrics: self.metrics,
             allow_changes: self.allow_changes,
@@ -219,7 +220,7 @@ impl Server {
             let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("memsentry-http".to_owned())
-                .spawn(move || accept(&listener, &routes, &stopping))
+                .spawn(move || accept(&listener, &settings, &stopping))
                 .map_err(|source| HttpError::Thread { source })?
         };
         Ok(ServerHandle {
@@ -316,7 +317,7 @@ impl Drop for ServerHandle {
 }
 
 /// The accept loop: one thread per connection, at most [`MAX_CONNECTIONS`].
-fn accept(listener: &TcpListener, routes: &Arc<Routes>, stopping: &AtomicBool) {
+fn accept(listener: &TcpListener, settings: &Arc<Settings>, stopping: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stopping.load(Ordering::SeqCst) {
@@ -334,12 +335,12 @@ fn accept(listener: &TcpListener, routes: &Arc<Routes>, stopping: &AtomicBool) {
             refuse(&mut stream);
             continue;
         }
-        let (routes, guard) = (Arc::clone(routes), Active(Arc::clone(&active)));
+        let (settings, guard) = (Arc::clone(settings), Active(Arc::clone(&active)));
         let spawned = std::thread::Builder::new()
             .name("memsentry-http-conn".to_owned())
             .spawn(move || {
                 let _guard = guard;
-                serve(&mut stream, &routes);
+                serve(&mut stream, &settings);
             });
         // On failure the closure, and with it the guard and the stream, is dropped.
         drop(spawned);
@@ -367,7 +368,7 @@ impl Drop for Active {
     }
 }
 
-fn serve(stream: &mut TcpStream, routes: &Routes) {
+fn serve(stream: &mut TcpStream, settings: &Settings) {
     let mut head_only = false;
     let response = match read_request(stream) {
         Ok(mut request) => {
@@ -376,7 +377,7 @@ fn serve(stream: &mut TcpStream, routes: &Routes) {
                 head_only = true;
                 "GET".clone_into(&mut request.method);
             }
-            routes.answer(&request)
+            routes::answer(settings, &request)
         }
         Err(response) => response,
     };

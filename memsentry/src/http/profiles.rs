@@ -4,7 +4,7 @@
 
 use super::request::{Request, debug_flag, unknown_parameter};
 use super::response::{JSON, Response, TEXT};
-use super::routes::Routes;
+use super::settings::Settings;
 use super::{MIN_SAMPLE_RATE, fleet};
 use crate::profile::{self, SampleType, Symbolization};
 
@@ -110,8 +110,8 @@ fn svg(_heap: &profile::Profile, _sample_type: SampleType) -> Response {
 /// `/debug/memsentry/sample_rate`: reads the rate; POST sets it (from `?rate=` or the
 /// body), with a token or [`Server::allow_changes`](super::Server::allow_changes), and
 /// under [`MIN_SAMPLE_RATE`] only with the latter.
-pub(super) fn sample_rate(routes: &Routes, request: &Request) -> Result<Response, Response> {
-    if request.method == "POST" && routes.token.is_none() && !routes.allow_changes {
+pub(super) fn sample_rate(settings: &Settings, request: &Request) -> Result<Response, Response> {
+    if request.method == "POST" && settings.token.is_none() && !settings.allow_changes {
         return Err(Response::error(
             403,
             "changing the sampling rate needs a token (Server::token) or \
@@ -136,7 +136,7 @@ pub(super) fn sample_rate(routes: &Routes, request: &Request) -> Result<Response
         },
     };
     match crate::config::parse_bytes(value.as_bytes()) {
-        Some(rate) if (1..MIN_SAMPLE_RATE).contains(&rate) && !routes.allow_changes => {
+        Some(rate) if (1..MIN_SAMPLE_RATE).contains(&rate) && !settings.allow_changes => {
             Err(Response::error(
                 403,
                 &format!(

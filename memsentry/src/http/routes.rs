@@ -4,15 +4,9 @@
 
 use super::request::Request;
 use super::response::{Response, TEXT};
-use super::{Render, fleet, page, profiles, stats, watchdog};
+use super::settings::Settings;
+use super::{fleet, page, profiles, stats, watchdog};
 use crate::profile::SampleType;
-
-/// The server's settings, which the routes check and some handlers read.
-pub(super) struct Routes {
-    pub(super) token: Option<String>,
-    pub(super) metrics: Option<Render>,
-    pub(super) allow_changes: bool,
-}
 
 /// What a handler returns: its answer, or (`Err`) the answer that refused the request,
 /// so that `?` ends a handler on the first bad parameter.
@@ -23,7 +17,7 @@ enum Handler {
     /// A handler of the request alone.
     Request(fn(&Request) -> Answer),
     /// A handler that reads the server's settings too.
-    Settings(fn(&Routes, &Request) -> Answer),
+    Settings(fn(&Settings, &Request) -> Answer),
 }
 
 /// One path served.
@@ -107,77 +101,34 @@ static TABLE: [Route; 16] = [
 /// `/debug/memsentry/dumps/NAME`: one of the watchdog's dump files.
 static DUMP_FILE: Route = Route::get(watchdog::DUMPS_PREFIX, watchdog::dump_file);
 
-impl Routes {
-    /// The answer to `request`: 404 for a path not served, 405 for a method its path does
-    /// not take, 401 without the token where one is needed; otherwise its handler's.
-    pub(super) fn answer(&self, request: &Request) -> Response {
-        let path = request.path.as_str();
-        let route = match TABLE.iter().find(|route| route.path == path) {
-            Some(route) => route,
-            None if path.starts_with(watchdog::DUMPS_PREFIX) => &DUMP_FILE,
-            None if fleet::NOT_IN_RUST.contains(&path) => return fleet::not_in_rust(path),
-            None => return Response::error(404, &format!("no such path: {path}")),
-        };
-        if !route.methods.contains(&request.method.as_str()) {
-            return Response::error(405, &format!("{} does not take {}", path, request.method))
-                .header("Allow", route.methods.join(", "));
-        }
-        if !route.open && !self.authorized(request) {
-            return Response::error(401, "missing or wrong bearer token")
-                .header("WWW-Authenticate", "Bearer");
-        }
-        let answer = match route.handler {
-            Handler::Request(handler) => handler(request),
-            Handler::Settings(handler) => handler(self, request),
-        };
-        answer.unwrap_or_else(|refused| refused)
+/// The answer to `request`: 404 for a path not served, 405 for a method its path does not
+/// take, 401 without the token where one is needed; otherwise its handler's.
+pub(super) fn answer(settings: &Settings, request: &Request) -> Response {
+    let path = request.path.as_str();
+    let route = match TABLE.iter().find(|route| route.path == path) {
+        Some(route) => route,
+        None if path.starts_with(watchdog::DUMPS_PREFIX) => &DUMP_FILE,
+        None if fleet::NOT_IN_RUST.contains(&path) => return fleet::not_in_rust(path),
+        None => return Response::error(404, &format!("no such path: {path}")),
+    };
+    if !route.methods.contains(&request.method.as_str()) {
+        return Response::error(405, &format!("{} does not take {}", path, request.method))
+            .header("Allow", route.methods.join(", "));
     }
-
-    fn authorized(&self, request: &Request) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let Some(given) = request
-            .authorization
-            .as_deref()
-            .and_then(|value| value.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        // Compared in time independent of where they differ.
-        given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+    if !route.open && !settings.authorized(request) {
+        return Response::error(401, "missing or wrong bearer token")
+            .header("WWW-Authenticate", "Bearer");
     }
+    let answer = match route.handler {
+        Handler::Request(handler) => handler(request),
+        Handler::Settings(handler) => handler(settings, request),
+    };
+    answer.unwrap_or_else(|refused| refused)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_compare_exactly() {
-        let routes = Routes {
-            token: Some("s3cret".to_owned()),
-            metrics: None,
-            allow_changes: false,
-        };
-        let with = |auth: Option<&str>| Request {
-            method: "GET".to_owned(),
-            path: "/debug/memsentry/snapshot".to_owned(),
-            query: Vec::new(),
-            authorization: auth.map(str::to_owned),
-            body: Vec::new(),
-        };
-        assert!(routes.authorized(&with(Some("Bearer s3cret"))));
-        assert!(!routes.authorized(&with(Some("Bearer s3cre"))));
-        assert!(!routes.authorized(&with(Some("Bearer s3creT"))));
-        assert!(!routes.authorized(&with(Some("s3cret"))));
-        assert!(!routes.authorized(&with(None)));
-    }
 
     #[test]
     fn paths_are_routed_once() {

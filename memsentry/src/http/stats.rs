@@ -7,15 +7,15 @@ use serde::Serialize;
 
 use super::request::Request;
 use super::response::{Response, TEXT};
-use super::routes::Routes;
+use super::settings::Settings;
 use crate::json::{round, seconds};
 use crate::{Counts, profile};
 
 /// `/metrics`: what the renderer set with [`Server::metrics`](super::Server::metrics)
 /// returns.
-pub(super) fn metrics(routes: &Routes, request: &Request) -> Result<Response, Response> {
+pub(super) fn metrics(settings: &Settings, request: &Request) -> Result<Response, Response> {
     request.no_query()?;
-    match &routes.metrics {
+    match &settings.metrics {
         Some(render) => Ok(Response::ok(
             "text/plain; version=0.0.4; charset=utf-8",
             render(),

@@ -184,7 +184,7 @@ pub fn lifetimes() -> LifetimeTable {
         let frames: Vec<_> = profile.frames(sample).collect();
         let function = frames
             .iter()
-            .find(|f| !crate::budget::is_library_frame(f))
+            .find(|f| !f.is_library())
             .or(frames.first())
             .map_or_else(String::new, |f| f.function.to_owned());
         let row = rows.entry(function.clone()).or_insert_with(|| LifetimeRow {

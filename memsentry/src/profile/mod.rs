@@ -291,6 +291,34 @@ pub struct Frame<'a> {
     pub address: u64,
 }
 
+impl Frame<'_> {
+    /// Whether the frame is Rust's own library code (`std`, `core`, `alloc`), memsentry's
+    /// measuring (`memsentry::budget`), or unknown: a site names the first frame that is
+    /// not. Told by the source file where there is one (the standard library's paths run
+    /// through `/rustc/<hash>/library/`), by the function's path otherwise.
+    pub(crate) fn is_library(&self) -> bool {
+        // The measuring itself, where an optimiser inlined the measured closure into it.
+        if self.function.is_empty() || self.function.starts_with("memsentry::budget::") {
+            return true;
+        }
+        if !self.file.is_empty() {
+            return self.file.contains("/rustc/")
+                || ["library/std/", "library/core/", "library/alloc/"]
+                    .iter()
+                    .any(|dir| self.file.contains(dir));
+        }
+        // Without line tables: `alloc::…`, `<alloc::…>`, `<str>::…` and `<[T]>::…` (methods
+        // of primitive types, all the standard library's), `<T as alloc::…>::…`.
+        let function = self.function.trim_start_matches('<');
+        ["alloc::", "core::", "std::", "str>", "["]
+            .iter()
+            .any(|prefix| function.starts_with(prefix))
+            || [" as alloc::", " as core::", " as std::"]
+                .iter()
+                .any(|trait_path| function.contains(trait_path))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Function {
     pub(crate) name: Arc<str>,
