@@ -14,6 +14,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The benches' optional library shims (`mix libshim_*`), which the line above leaves out.
 cargo clippy -p memsentry-benches --all-targets --features libshim -- -D warnings
 
+step "layers: no modules that refer to each other in a circle"
+python3 scripts/module_cycles.py memsentry/src
+
 step "tools: Go, whose pprof reads the heap dumps in the tests below and in interop"
 name=test
 . scripts/lib.sh
