@@ -32,6 +32,7 @@
 //! | `memsentry_sampler_rate_bytes` | gauge | bytes | the sampling rate (mean bytes between samples) |
 //! | `memsentry_peak_inuse_bytes_estimate` | gauge | bytes | sampled live bytes at the high-water mark ([`crate::profile::peak`]) |
 //! | `memsentry_peak_timestamp_seconds` | gauge | seconds | when that was; 0: none yet |
+//! | `memsentry_reporter_interval_seconds` | gauge | seconds | how often the [`Reporter`] publishes; set when it starts |
 //! | `memsentry_tasks_live{task}` | gauge | | [tracked](crate::task) instances alive |
 //! | `memsentry_tasks_started_total{task}` | counter | | instances started |
 //! | `memsentry_tasks_finished_total{task}` | counter | | instances finished |
