@@ -1,8 +1,11 @@
-# Helpers shared by the check scripts. Source it after setting `name`, the prefix of the
-# script's messages:   name=interop; . scripts/lib.sh
+# Helpers shared by the check scripts. Source it from the repository root after setting
+# `name`, the prefix of the script's messages:   name=interop; . scripts/lib.sh
 
 # fail MESSAGE...: says what failed and exits non-zero.
 fail() { echo "$name: FAILED: $*" >&2; exit 1; }
+
+# fail_showing FILE MESSAGE...: prints FILE (a tool's output) to stderr, then fails.
+fail_showing() { cat "$1" >&2; shift; fail "$@"; }
 
 # apt_install [APT-GET OPTION...] PACKAGE...: installs Debian packages quietly, through
 # sudo when not root.
@@ -74,11 +77,71 @@ with_work() {
     pids=()
     trap cleanup_work EXIT
 }
+
+# cleanup_work: what with_work runs at exit.
 cleanup_work() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 
+# go_env: points Go's caches and pprof's downloads into $work (after with_work), so the
+# checks leave nothing behind, and lets `go run` resolve modules without a go.sum.
+go_env() { export HOME="${HOME:-$work}" GOCACHE="$work/gocache" PPROF_TMPDIR="$work" GOFLAGS=-mod=mod; }
+
+# pprof ARG...: `go tool pprof ARG...`; fails with pprof's messages if it fails.
+pprof() { go tool pprof "$@" 2>"$work/pprof.err" || fail_showing "$work/pprof.err" "go tool pprof $*"; }
+
 # free_port: a TCP port free on 127.0.0.1 now.
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# wait_for WHAT URL: waits until URL answers, for at most 20 s; fails if it does not.
+wait_for() {
+    for _ in $(seq 200); do curl -fsS -o /dev/null "$2" 2>/dev/null && return; sleep 0.1; done
+    fail "$1 did not answer at $2"
+}
+
+# fetch URL FILE: writes what URL answers into FILE; fails if it does not answer.
+fetch() { curl -fsS -o "$2" "$1" || fail "could not fetch $1"; }
+
+# build_demo: builds the demo as the README does, in release; sets $demo to its binary.
+build_demo() {
+    cargo build --release --quiet -p memsentry-examples --example demo
+    demo=target/release/examples/demo
+}
+
+# start_demo SECONDS OUT: starts the demo (after build_demo and with_work) for SECONDS,
+# writing its files under $work/OUT and its output to $work/OUT.log, serving on a free
+# port, and waits until it answers; sets $addr, its HOST:PORT, and $base, its URL. The
+# environment of the call reaches the demo (`MEMSENTRY_HTTP_TOKEN=... start_demo ...`).
+start_demo() {
+    addr="127.0.0.1:$(free_port)"
+    base="http://$addr"
+    MEMSENTRY_HTTP_ADDR="$addr" "$demo" --seconds "$1" --out "$work/$2" >"$work/$2.log" 2>&1 &
+    pids+=($!)
+    wait_for "the demo" "$base/healthz"
+}
+
+# browse URL OUT ARG...: opens URL in headless Chromium with ARG... (`--dump-dom`,
+# `--screenshot=...`), given 8 s of page time; its output goes to $work/OUT and its log
+# to $work/OUT.err. Fails if Chromium fails.
+browse() {
+    local url=$1 out=$2
+    shift 2
+    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+        --disable-background-networking --disable-component-update --disable-sync \
+        --user-data-dir="$work/chrome-$out" --enable-logging=stderr --v=0 \
+        --virtual-time-budget=8000 "$@" "$url" >"$work/$out" 2>"$work/$out.err" \
+        || { tail -20 "$work/$out.err" >&2; fail "chromium could not open $url"; }
+}
+
+# no_console_errors OUT MESSAGE...: fails with MESSAGE, showing the console's lines, if
+# the page browse opened into OUT logged an error or an uncaught exception.
+no_console_errors() {
+    local log="$work/$1.err"
+    shift
+    if grep -Eqi ":CONSOLE.*(error|uncaught)" "$log"; then
+        grep ":CONSOLE" "$log" >&2
+        fail "$@"
+    fi
+}
