@@ -15,8 +15,9 @@ rounds=${2:-61}
 threads=${3:-1}
 size=${4:-}
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+name=ab
+. scripts/lib.sh
+with_work
 git archive "$rev" memsentry memsentry-macros | tar -x -C "$work"
 mkdir -p "$work/.cargo" "$work/ab/src"
 cp .cargo/config.toml "$work/.cargo/"

@@ -11,7 +11,7 @@
 #   target/memsentry-page.png), and with a token set it asks for the token;
 # - the shipped scrape configurations parse: Prometheus's with `promtool check config`,
 #   Parca's as YAML, Grafana Alloy's with scripts/river_check.py.
-# Needs Go and Prometheus (scripts/test.sh and scripts/prometheus.sh install them). Run by
+# Installs Go, Prometheus (for promtool) and Chromium if they are missing. Run by
 # scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,32 +19,24 @@ cd "$(dirname "$0")/.."
 name=fleet
 . scripts/lib.sh
 
-command -v go >/dev/null || apt_install golang-go
-command -v promtool >/dev/null || apt_install prometheus
-command -v chromium >/dev/null || apt_install chromium
+need go golang-go
+need promtool prometheus
+need chromium chromium
 
 with_work
-export HOME="${HOME:-$work}" GOCACHE="$work/gocache" PPROF_TMPDIR="$work" GOFLAGS=-mod=mod
-
-
-cargo build --release --quiet -p memsentry-examples --example demo
-port=$(free_port)
-base="http://127.0.0.1:$port"
-MEMSENTRY_HTTP_ADDR="127.0.0.1:$port" target/release/examples/demo --seconds 45 \
-    --out "$work/out" >"$work/demo.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break; sleep 0.1; done
+go_env
+build_demo
+start_demo 45 out
 sleep 2 # past the demo's start-up
 
-pprof() { go tool pprof "$@" 2>"$work/pprof.err" || { cat "$work/pprof.err" >&2; fail "go tool pprof $*"; }; }
 # The total of a sample type in a profile, in bytes: "... of 123456B total".
 total() { pprof -top -unit=B -sample_index="$2" "$1" | sed -n 's/.* of \([0-9.]*\)B total.*/\1/p'; }
 
 # --- A delta over 5 s, between two cumulative profiles.
-curl -fsS -o "$work/before.pb.gz" "$base/debug/pprof/allocs"
+fetch "$base/debug/pprof/allocs" "$work/before.pb.gz"
 t0=$(date +%s.%N)
 pprof -seconds 5 -proto "$base/debug/pprof/allocs" >"$work/delta.pb.gz"
-curl -fsS -o "$work/after.pb.gz" "$base/debug/pprof/allocs"
+fetch "$base/debug/pprof/allocs" "$work/after.pb.gz"
 t1=$(date +%s.%N)
 before=$(total "$work/before.pb.gz" alloc_space)
 after=$(total "$work/after.pb.gz" alloc_space)
@@ -65,12 +57,12 @@ PY
     || fail "the Go reference program"
 header() { pprof -raw "$1" | sed -n '/^PeriodType:/p; /^Period:/p; /^Duration:/p; /^Samples:/{n;s/\[dflt\]//;p;}'; }
 header "$work/go.pb.gz" >"$work/go.header"
-curl -fsS -o "$work/heap.pb.gz" "$base/debug/pprof/heap"
+fetch "$base/debug/pprof/heap" "$work/heap.pb.gz"
 header "$work/heap.pb.gz" >"$work/heap.header"
 diff "$work/go.header" "$work/heap.header" \
     || fail "the heap profile's header differs from Go's (above: Go's, then memsentry's)"
 header "$work/delta.pb.gz" >"$work/delta.header"
-grep -q '^Duration: 5' "$work/delta.header" || { cat "$work/delta.header" >&2; fail "the delta's duration"; }
+grep -q '^Duration: 5' "$work/delta.header" || fail_showing "$work/delta.header" "the delta's duration"
 grep -v '^Duration' "$work/delta.header" | diff "$work/go.header" - \
     || fail "the delta profile's header differs from Go's"
 # (Reports go to files: `grep -q` closing a pipe early would fail pprof's write.)
@@ -79,27 +71,15 @@ grep -q '^Comment: build id: ' "$work/heap.raw" || fail "no build id in the prof
 
 # --- The goroutine profile from the task table.
 pprof -top "$base/debug/pprof/goroutine" >"$work/goroutine.txt"
-grep -q "Type: goroutine" "$work/goroutine.txt" || { cat "$work/goroutine.txt" >&2; fail "goroutine"; }
-grep -q "demo::watch_session" "$work/goroutine.txt" || { cat "$work/goroutine.txt" >&2; fail "goroutine rows"; }
+grep -q "Type: goroutine" "$work/goroutine.txt" || fail_showing "$work/goroutine.txt" "goroutine"
+grep -q "demo::watch_session" "$work/goroutine.txt" || fail_showing "$work/goroutine.txt" "goroutine rows"
 
 # --- The page, in a real browser: the demo has run for a while, so its leak is a suspect.
-browse() { # browse URL OUT ARGS...: headless Chromium on URL, 8 s of page time
-    local url=$1 out=$2
-    shift 2
-    chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-        --disable-background-networking --disable-component-update --disable-sync \
-        --user-data-dir="$work/chrome-$out" --enable-logging=stderr --v=0 \
-        --virtual-time-budget=8000 "$@" "$url" >"$work/$out" 2>"$work/$out.err" \
-        || { tail -20 "$work/$out.err" >&2; fail "chromium could not open $url"; }
-}
 browse "$base/debug/memsentry/" page.html --dump-dom
 page_fail() { grep -o '<body[^>]*>' "$work/page.html" >&2; fail "the page: $*"; }
 grep -q 'data-state="ready"' "$work/page.html" || page_fail "it did not get ready"
 grep -q 'data-errors="0"' "$work/page.html" || page_fail "script errors"
-if grep -Eqi ":CONSOLE.*(error|uncaught)" "$work/page.html.err"; then
-    grep ":CONSOLE" "$work/page.html.err" >&2
-    page_fail "console errors"
-fi
+no_console_errors page.html "the page: console errors"
 grep -q 'demo::watch_session' "$work/page.html" || page_fail "the task table is empty"
 grep -q 'demo::leak_session_buffers</td>' "$work/page.html" || page_fail "the leak is not a suspect"
 grep -q 'inuse_space: ' "$work/page.html" || page_fail "the top in-use sites are missing"
@@ -107,19 +87,15 @@ mkdir -p target
 browse "$base/debug/memsentry/" page.png --screenshot="$PWD/target/memsentry-page.png" \
     --window-size=1400,1900
 [ -s target/memsentry-page.png ] || fail "no screenshot of the page"
-# With a token set, the page asks for it and shows no data.
-token_port=$(free_port)
-MEMSENTRY_HTTP_TOKEN=s3cret MEMSENTRY_HTTP_ADDR="127.0.0.1:$token_port" \
-    target/release/examples/demo --seconds 15 --out "$work/token-out" >"$work/token.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do curl -fsS -o /dev/null "http://127.0.0.1:$token_port/healthz" 2>/dev/null && break; sleep 0.1; done
-browse "http://127.0.0.1:$token_port/debug/memsentry/" token.html --dump-dom
+# With a token set, the page asks for it and shows no data ($base is now this demo's).
+MEMSENTRY_HTTP_TOKEN=s3cret start_demo 15 token-out
+browse "$base/debug/memsentry/" token.html --dump-dom
 grep -q 'data-state="needs-token"' "$work/token.html" \
     || { grep -o '<body[^>]*>' "$work/token.html" >&2; fail "with a token, the page does not ask for it"; }
 
 # --- The shipped scrape configurations.
 promtool check config deploy/prometheus/scrape.yml >"$work/promtool.txt" 2>&1 \
-    || { cat "$work/promtool.txt" >&2; fail "promtool check config deploy/prometheus/scrape.yml"; }
+    || fail_showing "$work/promtool.txt" "promtool check config deploy/prometheus/scrape.yml"
 python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' deploy/parca/parca.yaml \
     || fail "deploy/parca/parca.yaml is not YAML"
 python3 scripts/river_check.py deploy/alloy/memsentry.alloy || fail "deploy/alloy/memsentry.alloy"

@@ -13,20 +13,15 @@ cd "$(dirname "$0")/.."
 name=interop
 . scripts/lib.sh
 
-command -v go >/dev/null || apt_install golang-go
-command -v go >/dev/null || fail "go is still missing"
-command -v chromium >/dev/null || apt_install chromium
-command -v chromium >/dev/null || fail "chromium is still missing"
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export HOME="${HOME:-$work}" GOCACHE="$work/gocache" GOFLAGS=-mod=mod
+need go golang-go
+need chromium chromium
+with_work
+go_env
 
 # The demo as built by the README's command, and built with line tables (which `go tool
 # pprof` needs to symbolize the offline profile), run side by side.
-cargo build --release --quiet -p memsentry-examples --example demo
+build_demo
 cargo build --profile release-lines --quiet -p memsentry-examples --example demo
-demo=target/release/examples/demo
 lines_demo=target/release-lines/examples/demo
 out="$work/out"
 lines_out="$work/lines"
@@ -37,14 +32,15 @@ lines_out="$work/lines"
 # the two, or a demo a developer left running on 6060, never compete for one address.
 export MEMSENTRY_SAMPLE_RATE=64KiB MEMSENTRY_HTTP_ADDR=127.0.0.1:0
 $demo --seconds 6 --out "$out" >"$work/demo.out" &
+pids+=($!)
 $lines_demo --seconds 6 --out "$lines_out" >"$work/lines-demo.out" &
+pids+=($!)
 wait %1 || fail "the demo failed"
 wait %2 || fail "the demo built with line tables failed"
 for file in heap.pb.gz heap.svg diff.pb.gz heap-offline.pb.gz; do
     grep -q "wrote $out/$file" "$work/demo.out" || fail "the demo did not report writing $file"
 done
 
-pprof() { go tool pprof "$@" 2>"$work/pprof.err" || { cat "$work/pprof.err" >&2; fail "go tool pprof $*"; }; }
 # The first function of a -top report (the row after the column headings).
 first_row() { awk '/flat%/ { getline; print $NF; exit }' "$1"; }
 
@@ -53,7 +49,7 @@ newest=$(ls "$out"/watchdog/heap-*Z-*.pb.gz 2>/dev/null | grep -v '\.diff\.pb\.g
 [ -n "$newest" ] || fail "the demo's watchdog wrote no dump into $out/watchdog"
 pprof -top -sample_index=inuse_space "$newest" >"$work/watchdog.txt"
 grep -q "demo::leak_session_buffers" "$work/watchdog.txt" \
-    || { cat "$work/watchdog.txt" >&2; fail "the watchdog's dump $newest does not hold the leak"; }
+    || fail_showing "$work/watchdog.txt" "the watchdog's dump $newest does not hold the leak"
 pprof -top -sample_index=inuse_space_change "${newest%.pb.gz}.diff.pb.gz" >"$work/watchdog-diff.txt"
 
 # --- The heap profile.
@@ -61,7 +57,7 @@ profile="$out/heap.pb.gz"
 pprof -top -sample_index=inuse_space "$profile" >"$work/top.txt"
 top=$(first_row "$work/top.txt")
 [ "$top" = "demo::leak_session_buffers" ] \
-    || { cat "$work/top.txt" >&2; fail "top in-use entry is '$top', expected demo::leak_session_buffers"; }
+    || fail_showing "$work/top.txt" "top in-use entry is '$top', expected demo::leak_session_buffers"
 grep -q "Type: inuse_space" "$work/top.txt" || fail "default view is not inuse_space"
 # (Reports go to files: `grep -q` closing a pipe early would fail pprof's write.)
 for index in alloc_objects alloc_space inuse_objects inuse_space; do
@@ -79,9 +75,9 @@ grep -q "bytes:\[" "$work/raw.txt" || fail "raw: bytes label"
 diff="$out/diff.pb.gz"
 pprof -top "$diff" >"$work/diff.txt"
 grep -q "Type: inuse_space_change" "$work/diff.txt" \
-    || { cat "$work/diff.txt" >&2; fail "the diff's default view is not inuse_space_change"; }
+    || fail_showing "$work/diff.txt" "the diff's default view is not inuse_space_change"
 grep -q "demo::leak_session_buffers" "$work/diff.txt" \
-    || { cat "$work/diff.txt" >&2; fail "the leak is missing from the diff"; }
+    || fail_showing "$work/diff.txt" "the leak is missing from the diff"
 for index in alloc_space inuse_space inuse_objects_change; do
     pprof -top -sample_index=$index "$diff" >"$work/index.txt"
     grep -q "Type: $index" "$work/index.txt" || fail "diff: sample_index=$index"
@@ -98,7 +94,7 @@ grep -q "inuse_objects_change/count inuse_space_change/bytes" "$work/diff-raw.tx
 # is the program's and stays).
 pprof -top "$lines_out/heap.pb.gz" >"$work/lines-top.txt"
 grep -q "leak_session_buffers$" "$work/lines-top.txt" \
-    || { cat "$work/lines-top.txt" >&2; fail "line tables: the leak is missing"; }
+    || fail_showing "$work/lines-top.txt" "line tables: the leak is missing"
 pprof -raw "$lines_out/heap.pb.gz" >"$work/lines-raw.txt"
 python3 - "$work/lines-raw.txt" <<'PY' || fail "line tables: the allocator's frames were not trimmed"
 import re
@@ -136,24 +132,18 @@ pprof -top "$demo" "$offline" >"$work/offline.txt"
 top=$(first_row "$work/offline.txt")
 case "$top" in
     *leak_session_buffers) ;;
-    *) cat "$work/offline.txt" >&2; fail "offline top in-use entry is '$top', expected leak_session_buffers" ;;
+    *) fail_showing "$work/offline.txt" "offline top in-use entry is '$top', expected leak_session_buffers" ;;
 esac
 
 # --- The flame graph in a real browser: the document parses (no <parsererror>) and its
 # script runs without an uncaught error.
-svg="$out/heap.svg"
-chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 \
-    --dump-dom "file://$svg" >"$work/dom.txt" 2>"$work/chromium.err" \
-    || { tail -20 "$work/chromium.err" >&2; fail "chromium could not open $svg"; }
+browse "file://$out/heap.svg" dom.txt --dump-dom
 grep -q "<svg" "$work/dom.txt" || fail "chromium did not render an SVG document"
 if grep -q "parsererror" "$work/dom.txt"; then
     grep -o "<parsererror.*</parsererror>" "$work/dom.txt" >&2
     fail "chromium reports XML errors in the flame graph"
 fi
-if grep -Eqi ":CONSOLE.*(error|uncaught)" "$work/chromium.err"; then
-    grep ":CONSOLE" "$work/chromium.err" >&2
-    fail "the flame graph's script fails in chromium"
-fi
+no_console_errors dom.txt "the flame graph's script fails in chromium"
 frames=$(grep -o "<g><title>" "$work/dom.txt" | wc -l)
 [ "$frames" -ge 2 ] || fail "chromium's flame graph has $frames frames"
 

@@ -20,8 +20,7 @@ python3 scripts/module_cycles.py memsentry/src
 step "tools: Go, whose pprof reads the heap dumps in the tests below and in interop"
 name=test
 . scripts/lib.sh
-command -v go >/dev/null || apt_install golang-go
-command -v go >/dev/null || fail "go is still missing"
+need go golang-go
 
 step "tests: unit, integration, end-to-end (runs the demo), benches in test mode"
 # The cgroup test must not skip here: CI runs as root.

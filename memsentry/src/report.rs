@@ -32,6 +32,7 @@
 //! | `memsentry_sampler_rate_bytes` | gauge | bytes | the sampling rate (mean bytes between samples) |
 //! | `memsentry_peak_inuse_bytes_estimate` | gauge | bytes | sampled live bytes at the high-water mark ([`crate::profile::peak`]) |
 //! | `memsentry_peak_timestamp_seconds` | gauge | seconds | when that was; 0: none yet |
+//! | `memsentry_reporter_interval_seconds` | gauge | seconds | how often the [`Reporter`] publishes; set when it starts |
 //! | `memsentry_tasks_live{task}` | gauge | | [tracked](crate::task) instances alive |
 //! | `memsentry_tasks_started_total{task}` | counter | | instances started |
 //! | `memsentry_tasks_finished_total{task}` | counter | | instances finished |
@@ -60,11 +61,14 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 
+use crate::JemallocStats;
+use crate::profile::SamplerUsage;
 use crate::snapshot::{Counts, Snapshot};
+use crate::task::TaskRow;
 
 /// Upper bounds of the `max_size` buckets, in bytes; the last bucket, `+Inf`, takes the
 /// rest.
@@ -85,6 +89,12 @@ const BUCKET_LABELS: [&str; 10] = [
     "16", "64", "256", "1024", "4096", "16384", "65536", "262144", "1048576", "+Inf",
 ];
 
+/// The label of the size-class bucket counters.
+const SIZE_LABEL: &str = "max_size";
+
+/// The label of the per-task metrics.
+const TASK_LABEL: &str = "task";
+
 /// The bucket of a size class.
 fn bucket(class_size: u64) -> usize {
     SIZE_BUCKETS
@@ -93,285 +103,323 @@ fn bucket(class_size: u64) -> usize {
         .unwrap_or(SIZE_BUCKETS.len())
 }
 
-/// What one tick's gauges are read from.
-struct Tick<'a> {
-    snapshot: &'a Snapshot,
-    sampler: crate::profile::SamplerUsage,
-}
-
-impl Tick<'_> {
-    fn jemalloc(&self, field: fn(&crate::JemallocStats) -> u64) -> Option<f64> {
-        self.snapshot.jemalloc.as_ref().map(|j| field(j) as f64)
-    }
-}
-
-/// A gauge published every tick: its name, unit and help, and how to read it (`None`:
-/// not published this tick).
-struct GaugeSpec {
+/// One metric: its name, unit and help text, and how it is read from a `T`. Each table
+/// below is the one place that names its metrics; [`describe`] and [`publish`] iterate it.
+struct Metric<T> {
     name: &'static str,
     unit: Unit,
     help: &'static str,
-    value: fn(&Tick<'_>) -> Option<f64>,
+    read: Read<T>,
 }
 
-/// The gauges published every tick: the one place that names them.
-const GAUGES: [GaugeSpec; 18] = [
-    GaugeSpec {
+/// A metric's type, and its value in a `T`.
+enum Read<T> {
+    /// A gauge, set to the value; `None`: not published this time.
+    Gauge(fn(&T) -> Option<f64>),
+    /// A counter, set to the absolute value.
+    Counter(fn(&T) -> u64),
+}
+
+impl<T> Metric<T> {
+    /// Gives the recorder the metric's type, unit and help text.
+    fn describe(&self) {
+        match self.read {
+            Read::Gauge(_) => describe_gauge!(self.name, self.unit, self.help),
+            Read::Counter(_) => describe_counter!(self.name, self.unit, self.help),
+        }
+    }
+
+    /// Publishes the metric's value in `source` under `labels`.
+    fn publish(&self, source: &T, labels: &[(&'static str, &'static str)]) {
+        match self.read {
+            Read::Gauge(value) => {
+                if let Some(value) = value(source) {
+                    gauge!(self.name, labels).set(value);
+                }
+            }
+            Read::Counter(value) => counter!(self.name, labels).absolute(value(source)),
+        }
+    }
+}
+
+/// What one tick's unlabelled metrics are read from: a few fields of the snapshot, the
+/// sampler's state and the peak heap.
+struct Readings {
+    totals: Counts,
+    failed_allocations: u64,
+    jemalloc: Option<JemallocStats>,
+    resident_bytes: Option<u64>,
+    memory_limit_bytes: Option<u64>,
+    sampler: SamplerUsage,
+    peak_at: Option<SystemTime>,
+    peak_bytes: u64,
+}
+
+impl Readings {
+    fn now(snapshot: &Snapshot) -> Readings {
+        let (peak_at, peak_bytes) = crate::sampler::peak_summary();
+        Readings {
+            totals: snapshot.totals,
+            failed_allocations: snapshot.failed_allocations,
+            jemalloc: snapshot.jemalloc,
+            resident_bytes: snapshot.resident_bytes,
+            memory_limit_bytes: snapshot.memory_limit_bytes,
+            sampler: crate::profile::usage(),
+            peak_at,
+            peak_bytes,
+        }
+    }
+
+    /// A jemalloc figure, when jemalloc's statistics could be read.
+    fn jemalloc(&self, field: fn(&JemallocStats) -> u64) -> Option<f64> {
+        self.jemalloc.as_ref().map(|j| field(j) as f64)
+    }
+
+    /// A jemalloc decay setting in seconds, from milliseconds (-1, never purged, stays).
+    fn decay_seconds(&self, field: fn(&JemallocStats) -> i64) -> Option<f64> {
+        self.jemalloc.as_ref().map(|j| match field(j) {
+            -1 => -1.0,
+            ms => ms as f64 / 1000.0,
+        })
+    }
+}
+
+/// The unlabelled metrics published every tick.
+const METRICS: [Metric<Readings>; 21] = [
+    Metric {
         name: "memsentry_live_bytes",
         unit: Unit::Bytes,
         help: "Requested bytes allocated and not yet freed.",
-        value: |t| Some(t.snapshot.totals.live_bytes() as f64),
+        read: Read::Gauge(|r| Some(r.totals.live_bytes() as f64)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_live_objects",
         unit: Unit::Count,
         help: "Blocks allocated and not yet freed.",
-        value: |t| Some(t.snapshot.totals.live_objects() as f64),
+        read: Read::Gauge(|r| Some(r.totals.live_objects() as f64)),
     },
-    GaugeSpec {
+    Metric {
+        name: "memsentry_failed_allocations_total",
+        unit: Unit::Count,
+        help: "Allocations the inner allocator refused (returned null).",
+        read: Read::Counter(|r| r.failed_allocations),
+    },
+    Metric {
         name: "memsentry_jemalloc_allocated_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.allocated: bytes in blocks the application holds.",
-        value: |t| t.jemalloc(|j| j.allocated),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.allocated)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_active_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.active: bytes in active pages.",
-        value: |t| t.jemalloc(|j| j.active),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.active)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_resident_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.resident: bytes in physically resident data pages.",
-        value: |t| t.jemalloc(|j| j.resident),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.resident)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_mapped_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.mapped: bytes in active extents mapped by the allocator.",
-        value: |t| t.jemalloc(|j| j.mapped),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.mapped)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_retained_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.retained: bytes in virtual memory retained, not returned to the OS.",
-        value: |t| t.jemalloc(|j| j.retained),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.retained)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_metadata_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.metadata: bytes of jemalloc's own metadata.",
-        value: |t| t.jemalloc(|j| j.metadata),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.metadata)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_dirty_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.arenas.<all>.pdirty: bytes in freed pages kept resident for reuse, not yet purged.",
-        value: |t| t.jemalloc(|j| j.dirty),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.dirty)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_muzzy_bytes",
         unit: Unit::Bytes,
         help: "jemalloc stats.arenas.<all>.pmuzzy: bytes in pages purged lazily (MADV_FREE), reclaimable by the kernel.",
-        value: |t| t.jemalloc(|j| j.muzzy),
+        read: Read::Gauge(|r| r.jemalloc(|j| j.muzzy)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_dirty_decay_seconds",
         unit: Unit::Seconds,
         help: "jemalloc arenas.dirty_decay_ms in seconds: how long dirty pages wait before they are purged (-1: never).",
-        value: |t| {
-            t.snapshot
-                .jemalloc
-                .as_ref()
-                .map(|j| match j.dirty_decay_ms {
-                    -1 => -1.0,
-                    ms => ms as f64 / 1000.0,
-                })
-        },
+        read: Read::Gauge(|r| r.decay_seconds(|j| j.dirty_decay_ms)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_jemalloc_muzzy_decay_seconds",
         unit: Unit::Seconds,
         help: "jemalloc arenas.muzzy_decay_ms in seconds: how long muzzy pages wait before they are purged (-1: never).",
-        value: |t| {
-            t.snapshot
-                .jemalloc
-                .as_ref()
-                .map(|j| match j.muzzy_decay_ms {
-                    -1 => -1.0,
-                    ms => ms as f64 / 1000.0,
-                })
-        },
+        read: Read::Gauge(|r| r.decay_seconds(|j| j.muzzy_decay_ms)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_process_resident_bytes",
         unit: Unit::Bytes,
         help: "The process's resident set size.",
-        value: |t| t.snapshot.resident_bytes.map(|b| b as f64),
+        read: Read::Gauge(|r| r.resident_bytes.map(|b| b as f64)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_memory_limit_bytes",
         unit: Unit::Bytes,
         help: "The process's cgroup memory limit (the smallest on its cgroup path); 0: none set.",
-        value: |t| Some(t.snapshot.memory_limit_bytes.unwrap_or(0) as f64),
+        read: Read::Gauge(|r| Some(r.memory_limit_bytes.unwrap_or(0) as f64)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_sampler_live_samples",
         unit: Unit::Count,
         help: "Sampled blocks still allocated (records in the sampler's live table).",
-        value: |t| Some(t.sampler.live_samples as f64),
+        read: Read::Gauge(|r| Some(r.sampler.live_samples as f64)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_sampler_stacks",
         unit: Unit::Count,
         help: "Distinct call stacks the sampler has seen.",
-        value: |t| Some(t.sampler.stacks as f64),
+        read: Read::Gauge(|r| Some(r.sampler.stacks as f64)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_sampler_memory_bytes",
         unit: Unit::Bytes,
         help: "Memory the sampler holds (its tables, and placed samples' room beyond their requests): the price of observation.",
-        value: |t| Some(t.sampler.bytes as f64),
+        read: Read::Gauge(|r| Some(r.sampler.bytes as f64)),
     },
-    GaugeSpec {
+    Metric {
         name: "memsentry_sampler_rate_bytes",
         unit: Unit::Bytes,
         help: "The sampling rate: mean bytes allocated between samples (0 = off).",
-        value: |t| Some(t.sampler.sample_rate as f64),
+        read: Read::Gauge(|r| Some(r.sampler.sample_rate as f64)),
+    },
+    Metric {
+        name: "memsentry_peak_inuse_bytes_estimate",
+        unit: Unit::Bytes,
+        help: "The sampled estimate of live bytes at the process's high-water mark (profile::peak).",
+        read: Read::Gauge(|r| Some(r.peak_bytes as f64)),
+    },
+    Metric {
+        name: "memsentry_peak_timestamp_seconds",
+        unit: Unit::Seconds,
+        help: "Unix time of that high-water mark; 0: none yet.",
+        read: Read::Gauge(|r| {
+            Some(
+                r.peak_at
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            )
+        }),
     },
 ];
 
-/// The peak-heap gauges: (name, unit, help), published with the others each tick.
-const PEAK_GAUGES: [(&str, Unit, &str); 2] = [
-    (
-        "memsentry_peak_inuse_bytes_estimate",
-        Unit::Bytes,
-        "The sampled estimate of live bytes at the process's high-water mark (profile::peak).",
-    ),
-    (
-        "memsentry_peak_timestamp_seconds",
-        Unit::Seconds,
-        "Unix time of that high-water mark; 0: none yet.",
-    ),
+/// The reporter's interval, published when a [`Reporter`] starts, not every tick.
+const INTERVAL: Metric<Duration> = Metric {
+    name: "memsentry_reporter_interval_seconds",
+    unit: Unit::Seconds,
+    help: "How often the reporter publishes.",
+    read: Read::Gauge(|interval| Some(interval.as_secs_f64())),
+};
+
+/// The counters of each size-class bucket, labelled [`SIZE_LABEL`].
+const BUCKET_COUNTERS: [Metric<Counts>; 4] = [
+    Metric {
+        name: "memsentry_allocations_total",
+        unit: Unit::Count,
+        help: "Allocations, by size-class bucket (realloc counts as a free and an allocation).",
+        read: Read::Counter(|c| c.allocations),
+    },
+    Metric {
+        name: "memsentry_frees_total",
+        unit: Unit::Count,
+        help: "Frees, by size-class bucket.",
+        read: Read::Counter(|c| c.frees),
+    },
+    Metric {
+        name: "memsentry_allocated_bytes_total",
+        unit: Unit::Bytes,
+        help: "Requested bytes allocated, by size-class bucket.",
+        read: Read::Counter(|c| c.allocated_bytes),
+    },
+    Metric {
+        name: "memsentry_freed_bytes_total",
+        unit: Unit::Bytes,
+        help: "Requested bytes freed, by size-class bucket.",
+        read: Read::Counter(|c| c.freed_bytes),
+    },
 ];
 
-/// Set by a [`Reporter`] when it starts, not every tick.
-const INTERVAL_GAUGE: (&str, Unit, &str) = (
-    "memsentry_reporter_interval_seconds",
-    Unit::Seconds,
-    "How often the reporter publishes.",
-);
-
-/// The per-bucket counters: (name, unit, help, value).
-type CounterSpec = (&'static str, Unit, &'static str, fn(&Counts) -> u64);
-
-const COUNTERS: [CounterSpec; 4] = [
-    (
-        "memsentry_allocations_total",
-        Unit::Count,
-        "Allocations, by size-class bucket (realloc counts as a free and an allocation).",
-        |c| c.allocations,
-    ),
-    (
-        "memsentry_frees_total",
-        Unit::Count,
-        "Frees, by size-class bucket.",
-        |c| c.frees,
-    ),
-    (
-        "memsentry_allocated_bytes_total",
-        Unit::Bytes,
-        "Requested bytes allocated, by size-class bucket.",
-        |c| c.allocated_bytes,
-    ),
-    (
-        "memsentry_freed_bytes_total",
-        Unit::Bytes,
-        "Requested bytes freed, by size-class bucket.",
-        |c| c.freed_bytes,
-    ),
-];
-
-const FAILED: &str = "memsentry_failed_allocations_total";
-
-/// The per-task metrics: (name, unit, help, is a counter).
-const TASK_METRICS: [(&str, Unit, &str, bool); 8] = [
-    (
-        "memsentry_tasks_live",
-        Unit::Count,
-        "Tracked task instances alive (started, neither finished nor cancelled).",
-        false,
-    ),
-    (
-        "memsentry_tasks_started_total",
-        Unit::Count,
-        "Tracked task instances started (first polled).",
-        true,
-    ),
-    (
-        "memsentry_tasks_finished_total",
-        Unit::Count,
-        "Tracked task instances that finished.",
-        true,
-    ),
-    (
-        "memsentry_tasks_cancelled_total",
-        Unit::Count,
-        "Tracked task instances dropped before finishing.",
-        true,
-    ),
-    (
-        "memsentry_task_polls_total",
-        Unit::Count,
-        "Polls of tracked task instances.",
-        true,
-    ),
-    (
-        "memsentry_task_allocated_bytes_total",
-        Unit::Bytes,
-        "Requested bytes allocated while the task was polled (exact).",
-        true,
-    ),
-    (
-        "memsentry_task_freed_bytes_total",
-        Unit::Bytes,
-        "Requested bytes freed while the task was polled (exact).",
-        true,
-    ),
-    (
-        "memsentry_task_inuse_bytes_estimate",
-        Unit::Bytes,
-        "Bytes allocated by the task and still in use, estimated from the sampled profile.",
-        false,
-    ),
+/// The metrics of each tracked task, labelled [`TASK_LABEL`].
+const TASK_METRICS: [Metric<TaskRow>; 8] = [
+    Metric {
+        name: "memsentry_tasks_live",
+        unit: Unit::Count,
+        help: "Tracked task instances alive (started, neither finished nor cancelled).",
+        read: Read::Gauge(|row| Some(row.live as f64)),
+    },
+    Metric {
+        name: "memsentry_tasks_started_total",
+        unit: Unit::Count,
+        help: "Tracked task instances started (first polled).",
+        read: Read::Counter(|row| row.started),
+    },
+    Metric {
+        name: "memsentry_tasks_finished_total",
+        unit: Unit::Count,
+        help: "Tracked task instances that finished.",
+        read: Read::Counter(|row| row.finished),
+    },
+    Metric {
+        name: "memsentry_tasks_cancelled_total",
+        unit: Unit::Count,
+        help: "Tracked task instances dropped before finishing.",
+        read: Read::Counter(|row| row.cancelled),
+    },
+    Metric {
+        name: "memsentry_task_polls_total",
+        unit: Unit::Count,
+        help: "Polls of tracked task instances.",
+        read: Read::Counter(|row| row.polls),
+    },
+    Metric {
+        name: "memsentry_task_allocated_bytes_total",
+        unit: Unit::Bytes,
+        help: "Requested bytes allocated while the task was polled (exact).",
+        read: Read::Counter(|row| row.allocated_bytes),
+    },
+    Metric {
+        name: "memsentry_task_freed_bytes_total",
+        unit: Unit::Bytes,
+        help: "Requested bytes freed while the task was polled (exact).",
+        read: Read::Counter(|row| row.freed_bytes),
+    },
+    Metric {
+        name: "memsentry_task_inuse_bytes_estimate",
+        unit: Unit::Bytes,
+        help: "Bytes allocated by the task and still in use, estimated from the sampled profile.",
+        read: Read::Gauge(|row| Some(row.inuse_bytes_estimate)),
+    },
 ];
 
 /// Describes every metric (unit and help text) to the installed recorder. The reporter
 /// calls it once when it starts; call it yourself if you publish with [`publish`] only.
 pub fn describe() {
-    for spec in &GAUGES {
-        describe_gauge!(spec.name, spec.unit, spec.help);
+    for metric in &METRICS {
+        metric.describe();
     }
-    let (name, unit, help) = INTERVAL_GAUGE;
-    describe_gauge!(name, unit, help);
-    for (name, unit, help) in PEAK_GAUGES {
-        describe_gauge!(name, unit, help);
+    INTERVAL.describe();
+    for metric in &BUCKET_COUNTERS {
+        metric.describe();
     }
-    for (name, unit, help, _) in COUNTERS {
-        describe_counter!(name, unit, help);
-    }
-    describe_counter!(
-        FAILED,
-        Unit::Count,
-        "Allocations the inner allocator refused (returned null)."
-    );
-    for (name, unit, help, is_counter) in TASK_METRICS {
-        if is_counter {
-            describe_counter!(name, unit, help);
-        } else {
-            describe_gauge!(name, unit, help);
-        }
+    for metric in &TASK_METRICS {
+        metric.describe();
     }
     crate::watch::metrics::describe();
 }
@@ -392,38 +440,18 @@ pub fn publish(snapshot: &Snapshot) {
         *sum = sum.plus(&class.counts);
     }
     for (counts, label) in buckets.iter().zip(BUCKET_LABELS) {
-        for (name, _, _, value) in COUNTERS {
-            counter!(name, "max_size" => label).absolute(value(counts));
+        for metric in &BUCKET_COUNTERS {
+            metric.publish(counts, &[(SIZE_LABEL, label)]);
         }
     }
-    counter!(FAILED).absolute(snapshot.failed_allocations);
-    let tick = Tick {
-        snapshot,
-        sampler: crate::profile::usage(),
-    };
-    for spec in &GAUGES {
-        if let Some(value) = (spec.value)(&tick) {
-            gauge!(spec.name).set(value);
-        }
+    let readings = Readings::now(snapshot);
+    for metric in &METRICS {
+        metric.publish(&readings, &[]);
     }
-    let (peak_at, peak_bytes) = crate::sampler::peak_summary();
-    gauge!(PEAK_GAUGES[0].0).set(peak_bytes as f64);
-    gauge!(PEAK_GAUGES[1].0).set(
-        peak_at
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0.0, |d| d.as_secs_f64()),
-    );
     for row in crate::task::report().rows() {
-        let task = row.name;
-        gauge!("memsentry_tasks_live", "task" => task).set(row.live as f64);
-        counter!("memsentry_tasks_started_total", "task" => task).absolute(row.started);
-        counter!("memsentry_tasks_finished_total", "task" => task).absolute(row.finished);
-        counter!("memsentry_tasks_cancelled_total", "task" => task).absolute(row.cancelled);
-        counter!("memsentry_task_polls_total", "task" => task).absolute(row.polls);
-        counter!("memsentry_task_allocated_bytes_total", "task" => task)
-            .absolute(row.allocated_bytes);
-        counter!("memsentry_task_freed_bytes_total", "task" => task).absolute(row.freed_bytes);
-        gauge!("memsentry_task_inuse_bytes_estimate", "task" => task).set(row.inuse_bytes_estimate);
+        for metric in &TASK_METRICS {
+            metric.publish(row, &[(TASK_LABEL, row.name)]);
+        }
     }
     if let Some(status) = crate::watch::status() {
         crate::watch::metrics::publish(&status);
@@ -481,7 +509,7 @@ impl Reporter {
     /// If the thread cannot be spawned.
     pub fn start(self) -> std::io::Result<ReporterHandle> {
         describe();
-        gauge!(INTERVAL_GAUGE.0).set(self.interval.as_secs_f64());
+        INTERVAL.publish(&self.interval, &[]);
         publish(&crate::snapshot());
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let thread = {
