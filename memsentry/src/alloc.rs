@@ -218,10 +218,12 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
         unsafe { self.inner.realloc(ptr, layout, new_size) }
     }
 
-    /// `alloc` and `alloc_zeroed`: the fast path, whole. The increment (a common request
-    /// from a thread that counts fast, counted before the inner call), the countdown (a
-    /// sample due?), the inner call; everything else is [`allocate_slow`]'s.
+    /// `alloc` and `alloc_zeroed`: the fast path. The increment (a common request from a
+    /// thread that counts fast, counted before the inner call), then
+    /// [`allocate_counted`]: the countdown (a sample due?) and the inner call. Everything
+    /// else is [`allocate_slow`]'s.
     ///
+    /// [`allocate_counted`]: Self::allocate_counted
     /// [`allocate_slow`]: Self::allocate_slow
     ///
     /// # Safety
@@ -231,11 +233,22 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     unsafe fn allocate(&self, layout: Layout, fill: Fill) -> *mut u8 {
         if !hot::count_alloc_fast(layout.size(), layout.align()) {
             // SAFETY: forwarded from our caller.
-            if let Some(ptr) = unsafe { Self::allocate_slow(layout, self, fill) } {
-                return ptr;
-            }
-            // Counted ahead by the slow path: on as the fast path.
+            return unsafe { Self::allocate_slow(layout, self, fill) };
         }
+        // SAFETY: forwarded from our caller.
+        unsafe { self.allocate_counted(layout, fill) }
+    }
+
+    /// An allocation counted ahead of the inner call: the countdown, then the call (the
+    /// count taken back if it fails). Inlined apart into the fast path and the slow path,
+    /// so that the fast path's copy calls jemalloc's `malloc` with no test of the
+    /// alignment (its increment tested it already).
+    ///
+    /// # Safety
+    ///
+    /// As for `allocate`.
+    #[inline(always)]
+    unsafe fn allocate_counted(&self, layout: Layout, fill: Fill) -> *mut u8 {
         if hot::sampler::due(layout.size()) {
             // SAFETY: forwarded from our caller.
             return unsafe { Self::allocate_sampled(layout, self, fill) };
@@ -250,22 +263,21 @@ impl<A: GlobalAlloc + 'static> MemSentry<A> {
     }
 
     /// [`allocate`](Self::allocate)'s slow path: every allocation its increment did not
-    /// count. `None` when it counted it ahead as the fast path does (a task current, or a
-    /// request over 4 KiB or 16-aligned): the countdown and the inner call follow there.
-    /// Otherwise the block: with bookkeeping off, the inner call's alone; for anything
-    /// else, counted after the call ([`allocate_general`](Self::allocate_general)).
+    /// count. With bookkeeping off, the inner call alone; a task current, or a request
+    /// over 4 KiB or 16-aligned, counted ahead as on the fast path; anything else,
+    /// counted after the call ([`allocate_general`](Self::allocate_general)).
     ///
     /// # Safety
     ///
     /// As for `allocate`.
     #[inline(always)]
-    unsafe fn allocate_slow(layout: Layout, this: &Self, fill: Fill) -> Option<*mut u8> {
+    unsafe fn allocate_slow(layout: Layout, this: &Self, fill: Fill) -> *mut u8 {
         // SAFETY: every arm forwards our caller's contract.
         unsafe {
             match hot::count_alloc_slow(layout.size(), layout.align()) {
-                hot::SlowAlloc::Ahead => None,
-                hot::SlowAlloc::Off => Some(this.inner_alloc(layout, fill)),
-                hot::SlowAlloc::After => Some(Self::allocate_general(layout, this, fill)),
+                hot::SlowAlloc::Ahead => this.allocate_counted(layout, fill),
+                hot::SlowAlloc::Off => this.inner_alloc(layout, fill),
+                hot::SlowAlloc::After => Self::allocate_general(layout, this, fill),
             }
         }
     }

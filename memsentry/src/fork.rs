@@ -30,8 +30,9 @@ static REGISTERED: AtomicBool = AtomicBool::new(false);
 
 /// Registers the handlers, once per process (a relaxed load after the first call).
 /// Called from the allocator's general path; `pthread_atfork` allocates with glibc's
-/// `malloc`, not with ours, so it does not recurse. A failure (out of memory) leaves `fork` as it was without memsentry's help:
-/// nothing to report from inside the allocator.
+/// `malloc`, not with ours, so it does not recurse. A failure (out of memory) leaves
+/// `fork` as it was without memsentry's help: nothing to report from inside the
+/// allocator.
 pub(crate) fn register_handlers() {
     if REGISTERED.load(Ordering::Relaxed) || REGISTERED.swap(true, Ordering::AcqRel) {
         return;
