@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use super::request::{Request, debug_flag, unknown_parameter};
+use super::request::{Request, unknown_parameter};
 use super::response::{Response, TEXT};
 use crate::profile::{self, Profile, SampleType, Symbolization};
 
@@ -115,17 +115,8 @@ pub(super) fn pprof_body(profile: &Profile, sample_type: SampleType) -> Response
 
 /// `/debug/pprof/goroutine`: the live instances of each tracked task as a goroutine
 /// profile (`goroutine/count`), the nearest Rust equivalent; `?debug=1`: text.
-pub(super) fn goroutine(request: &Request) -> Response {
-    let mut text = false;
-    for (key, value) in &request.query {
-        match key.as_str() {
-            "debug" => match debug_flag(value) {
-                Ok(flag) => text = flag,
-                Err(response) => return response,
-            },
-            _ => return unknown_parameter(key),
-        }
-    }
+pub(super) fn goroutine(request: &Request) -> Result<Response, Response> {
+    let text = request.text_flag()?;
     let report = crate::task::report();
     let rows: Vec<(&str, u64)> = report.rows().iter().map(|r| (r.name, r.live)).collect();
     if text {
@@ -135,15 +126,18 @@ pub(super) fn goroutine(request: &Request) -> Response {
         for (name, live) in &rows {
             out.push_str(&format!("{live} @ {name}\n"));
         }
-        return Response::ok(TEXT, out);
+        return Ok(Response::ok(TEXT, out));
     }
     let mut body = Vec::new();
     match profile::encode_tasks(&rows, &mut body) {
-        Ok(()) => Response::ok("application/octet-stream", body).header(
+        Ok(()) => Ok(Response::ok("application/octet-stream", body).header(
             "Content-Disposition",
             "attachment; filename=\"goroutine.pb.gz\"",
-        ),
-        Err(error) => Response::error(500, &format!("cannot encode the profile: {error}")),
+        )),
+        Err(error) => Err(Response::error(
+            500,
+            &format!("cannot encode the profile: {error}"),
+        )),
     }
 }
 

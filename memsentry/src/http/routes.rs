@@ -77,9 +77,7 @@ static TABLE: [Route; 16] = [
     Route::get("/debug/pprof/delta_heap", |request| {
         Ok(fleet::delta_heap(request))
     }),
-    Route::get("/debug/pprof/goroutine", |request| {
-        Ok(fleet::goroutine(request))
-    }),
+    Route::get("/debug/pprof/goroutine", fleet::goroutine),
     Route {
         path: "/debug/memsentry/sample_rate",
         methods: &["GET", "HEAD", "POST"],
