@@ -21,31 +21,22 @@ static GLOBAL: MemSentry = MemSentry::new();
 static HANDOFF: Mutex<Option<Waker>> = Mutex::new(None);
 static DONE: AtomicBool = AtomicBool::new(false);
 
-/// Waits until a churning task wakes it.
-async fn hand_off() {
-    let mut parked = false;
-    std::future::poll_fn(|cx| {
-        if parked {
-            return Poll::Ready(());
+/// Pending once (after handing its waker to `on_pending`), then ready.
+async fn pending_once(on_pending: impl FnOnce(&Waker)) {
+    let mut on_pending = Some(on_pending);
+    std::future::poll_fn(|cx| match on_pending.take() {
+        Some(on_pending) => {
+            on_pending(cx.waker());
+            Poll::Pending
         }
-        parked = true;
-        *HANDOFF.lock().unwrap() = Some(cx.waker().clone());
-        Poll::Pending
+        None => Poll::Ready(()),
     })
     .await;
 }
 
-/// Pending once, then ready.
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|_| {
-        if yielded {
-            return Poll::Ready(());
-        }
-        yielded = true;
-        Poll::Pending
-    })
-    .await;
+/// Waits until a churning task wakes it.
+async fn hand_off() {
+    pending_once(|waker| *HANDOFF.lock().unwrap() = Some(waker.clone())).await;
 }
 
 #[test]
@@ -54,7 +45,7 @@ fn a_future_polled_on_three_threads_counts_exactly_its_own() {
         let mut kept = Vec::with_capacity(30);
         for i in 0..30u32 {
             let block = black_box(vec![i as u8; 1000]);
-            yield_once().await;
+            pending_once(|_| {}).await;
             if i % 2 == 0 {
                 kept.push(block);
             }
