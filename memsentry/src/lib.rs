@@ -148,6 +148,7 @@ mod fork;
 mod hot;
 pub mod http;
 mod json;
+mod periodic;
 pub mod profile;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;

@@ -59,13 +59,12 @@
 //! Sum over `max_size` for the totals. jemalloc's gauges are left out when its statistics
 //! cannot be read, the resident set where `/proc` is missing.
 
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 
 use crate::JemallocStats;
+use crate::periodic::{First, Periodic};
 use crate::profile::SamplerUsage;
 use crate::snapshot::{Counts, Snapshot};
 use crate::task::TaskRow;
@@ -511,33 +510,13 @@ impl Reporter {
         describe();
         INTERVAL.publish(&self.interval, &[]);
         publish(&crate::snapshot());
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("memsentry-reporter".to_owned())
-                .spawn(move || run(self.interval, &stop))?
-        };
-        Ok(ReporterHandle {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-/// Publishes every `interval` until told to stop.
-fn run(interval: Duration, stop: &(Mutex<bool>, Condvar)) {
-    let (stopped, wake) = stop;
-    let mut stopped = stopped.lock().unwrap_or_else(PoisonError::into_inner);
-    loop {
-        let (guard, _) = wake
-            .wait_timeout_while(stopped, interval, |stopped| !*stopped)
-            .unwrap_or_else(PoisonError::into_inner);
-        stopped = guard;
-        if *stopped {
-            return;
-        }
-        publish(&crate::snapshot());
+        let thread = Periodic::start(
+            "memsentry-reporter",
+            self.interval,
+            First::AfterInterval,
+            || publish(&crate::snapshot()),
+        )?;
+        Ok(ReporterHandle { _thread: thread })
     }
 }
 
@@ -545,26 +524,13 @@ fn run(interval: Duration, stop: &(Mutex<bool>, Condvar)) {
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the reporter"]
 pub struct ReporterHandle {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
+    _thread: Periodic,
 }
 
 impl ReporterHandle {
     /// Stops the reporter and waits for its thread (at most one publish).
     pub fn stop(self) {
         drop(self);
-    }
-}
-
-impl Drop for ReporterHandle {
-    fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            // A panic in the reporter thread has already been printed by the hook.
-            let _ = thread.join();
-        }
     }
 }
 

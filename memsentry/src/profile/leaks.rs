@@ -10,12 +10,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
 use super::{SampleType, heap};
+use crate::periodic::{First, Periodic};
 use crate::watch::trend::{Fitter, Point, Series};
 use crate::{Bytes, json};
 
@@ -248,31 +249,8 @@ impl fmt::Display for LeakSuspects {
 ///
 /// If the thread cannot be spawned.
 pub fn track_leaks(interval: Duration) -> std::io::Result<LeakTracker> {
-    let stop = Arc::new((Mutex::new(false), Condvar::new()));
-    let thread = {
-        let stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("memsentry-leaks".to_owned())
-            .spawn(move || {
-                let (stopped, wake) = &*stop;
-                let mut stopped = stopped.lock().unwrap_or_else(PoisonError::into_inner);
-                loop {
-                    drop(stopped);
-                    observe_leaks();
-                    stopped = stop.0.lock().unwrap_or_else(PoisonError::into_inner);
-                    let (guard, _) = wake
-                        .wait_timeout_while(stopped, interval, |s| !*s)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    stopped = guard;
-                    if *stopped {
-                        return;
-                    }
-                }
-            })?
-    };
     Ok(LeakTracker {
-        stop,
-        thread: Some(thread),
+        _thread: Periodic::start("memsentry-leaks", interval, First::AtOnce, observe_leaks)?,
         started: SystemTime::now(),
     })
 }
@@ -281,8 +259,7 @@ pub fn track_leaks(interval: Duration) -> std::io::Result<LeakTracker> {
 #[derive(Debug)]
 #[must_use = "dropping the tracker stops it"]
 pub struct LeakTracker {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: Periodic,
     started: SystemTime,
 }
 
@@ -291,16 +268,6 @@ impl LeakTracker {
     #[must_use]
     pub fn started(&self) -> SystemTime {
         self.started
-    }
-}
-
-impl Drop for LeakTracker {
-    fn drop(&mut self) {
-        *self.stop.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.stop.1.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
